@@ -1,0 +1,1 @@
+"""Pipeline steps as plain functions. Drivers (Prefect, DVC, BentoML) live elsewhere."""

@@ -1,0 +1,117 @@
+"""Dataset ingest, loading, hashing and the seeded split.
+
+I/O stays at the edges (``ingest``, ``load_dataset``); ``split`` is pure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+BUILTIN_SOURCES = ("sklearn:breast_cancer",)
+
+
+class DataNotFoundError(FileNotFoundError):
+    """The dataset file is not there; the message says how to get it."""
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+
+def read_source(source: str) -> pd.DataFrame:
+    """Read a dataset source: a built-in name or a CSV/Parquet path."""
+    if source == "sklearn:breast_cancer":
+        from sklearn.datasets import load_breast_cancer
+
+        frame = load_breast_cancer(as_frame=True).frame
+        return frame.astype({c: "float64" for c in frame.columns if c != "target"}).astype({"target": "int64"})
+    if source.startswith("sklearn:"):
+        raise ValueError(f"unknown built-in source {source!r}; known: {', '.join(BUILTIN_SOURCES)}")
+    path = Path(source)
+    if not path.is_file():
+        raise DataNotFoundError(f"data source {source!r} does not exist")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    if path.suffix.lower() in (".csv", ".txt", ".data"):
+        return pd.read_csv(path)
+    raise ValueError(f"data source {source!r}: expected a .csv or .parquet file")
+
+
+def write_parquet(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write ``frame`` as Parquet with byte-stable output for the same input.
+
+    The file is written next to its destination and renamed into place, so a
+    crash never leaves a half-written dataset behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.reset_index(drop=True).to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
+    tmp.replace(path)
+    return path
+
+
+def ingest(source: str, out_path: str | Path) -> Path:
+    """Materialise ``source`` as Parquet at ``out_path``; unchanged bytes are not rewritten."""
+    frame = read_source(source)
+    out_path = Path(out_path)
+    tmp = out_path.with_name(f".{out_path.name}.new")
+    write_parquet(frame, tmp)
+    if out_path.is_file() and file_md5(out_path) == file_md5(tmp):
+        tmp.unlink()
+        log.info("ingest: %s unchanged (%d rows)", out_path, len(frame))
+    else:
+        tmp.replace(out_path)
+        log.info("ingest: wrote %s (%d rows, %d columns)", out_path, len(frame), frame.shape[1])
+    return out_path
+
+
+def load_dataset(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(
+            f"dataset {path} not found. Create it with `make run` (ingests the default dataset) "
+            f"or fetch the tracked version with `dvc pull`."
+        )
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    return pd.read_csv(path)
+
+
+def file_md5(path: str | Path, chunk: int = 1 << 20) -> str:
+    """MD5 of a file's bytes: the same hash DVC records for that file."""
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def split(frame: pd.DataFrame, target: str, test_size: float, val_size: float, seed: int) -> Splits:
+    """Seeded stratified train/val/test split. ``val_size`` is a share of what remains after test."""
+    from sklearn.model_selection import train_test_split
+
+    if target not in frame.columns:
+        raise KeyError(f"target column '{target}' is not in the dataset (columns: {', '.join(frame.columns)})")
+    rest, test = train_test_split(frame, test_size=test_size, random_state=seed, stratify=frame[target])
+    train, val = train_test_split(rest, test_size=val_size, random_state=seed, stratify=rest[target])
+    return Splits(
+        train=train.reset_index(drop=True), val=val.reset_index(drop=True), test=test.reset_index(drop=True)
+    )
+
+
+def features_and_target(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.Series]:
+    return frame.drop(columns=[target]), frame[target]

@@ -1,0 +1,30 @@
+"""Where a model came from: git commit, params hash, dataset md5, as registry tags."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+
+def git_commit(root: str | Path) -> str:
+    """HEAD's commit, suffixed ``-dirty`` if tracked files changed; ``uncommitted`` outside git."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+
+    head = git("rev-parse", "HEAD")
+    if head.returncode != 0:
+        return "uncommitted"
+    dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+    return head.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def lineage_tags(*, dataset_md5: str, dataset_path: str, git: str, params_hash: str, candidate: str,
+                 family: str) -> dict[str, str]:
+    return {
+        "dataset_md5": dataset_md5,
+        "dataset_path": dataset_path,
+        "git_commit": git,
+        "params_hash": params_hash,
+        "candidate": candidate,
+        "family": family,
+    }

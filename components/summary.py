@@ -1,0 +1,74 @@
+"""The run summary: one markdown text printed, stored as a Prefect and an MLflow artifact."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SHOWN_METRICS = ("roc_auc", "pr_auc", "f1", "accuracy", "log_loss")
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    dataset_path: str
+    dataset_md5: str
+    n_rows: int
+    split_sizes: dict[str, int]
+    validation: str
+    candidates: dict[str, dict[str, float]]  # name -> validation metrics
+    chosen: str | None
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    registered_model: str | None = None
+    version: str | None = None
+    aliases: list[str] = field(default_factory=list)
+    bento_tag: str | None = None
+    decision: str = ""
+    tracking_uri: str = ""
+    run_id: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def render_markdown(s: RunSummary) -> str:
+    lines = [
+        "# Training pipeline run",
+        "",
+        f"- dataset: `{s.dataset_path}` md5 `{s.dataset_md5}` ({s.n_rows} rows; "
+        + ", ".join(f"{k} {v}" for k, v in s.split_sizes.items()) + ")",
+        f"- validation: {s.validation}",
+        "",
+        "| candidate | " + " | ".join(f"val {m}" for m in SHOWN_METRICS) + " |",
+        "|---|" + "---|" * len(SHOWN_METRICS),
+    ]
+    for name, metrics in s.candidates.items():
+        mark = " (chosen)" if name == s.chosen else ""
+        lines.append(f"| {name}{mark} | " + " | ".join(_fmt(metrics.get(m)) for m in SHOWN_METRICS) + " |")
+    lines.append("")
+    if s.test_metrics:
+        lines.append("- held-out test: " + ", ".join(f"{m} {_fmt(s.test_metrics.get(m))}" for m in SHOWN_METRICS))
+    if s.version:
+        alias_text = ", ".join(f"@{a}" for a in s.aliases) or "no alias"
+        lines.append(f"- registered: `{s.registered_model}` version {s.version} ({alias_text})")
+    if s.bento_tag:
+        lines.append(f"- bento: `{s.bento_tag}`")
+    if s.decision:
+        lines.append(f"- decision: {s.decision}")
+    lines += [f"- note: {n}" for n in s.notes]
+    if s.run_id:
+        lines.append(f"- MLflow run: `{s.run_id}`")
+    lines += [
+        "",
+        "Next:",
+        f"- `mlflow ui --backend-store-uri {s.tracking_uri}`" if s.tracking_uri else "- `mlflow ui`",
+        "- `mlops status` to list versions and aliases",
+        "- `mlops serve` (or `make serve`) to serve the champion's bento on 127.0.0.1:3000",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""Drivers over the components: Prefect flows and the `mlops` command line."""

@@ -1,0 +1,132 @@
+"""`mlops`: the command line over the same components and flows.
+
+Exit codes: 0 ok, 1 unexpected error, 2 bad params or arguments, 3 data missing,
+4 data rejected by the contract, 5 nothing to act on (e.g. no champion).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+EXIT_CONFIG, EXIT_NO_DATA, EXIT_REJECTED, EXIT_NOTHING = 2, 3, 4, 5
+
+
+def _setup_env(root: Path) -> None:
+    """Project-local defaults for infrastructure; explicit environment variables win."""
+    os.environ.setdefault("BENTOML_HOME", str(root / ".bentoml"))
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    # The ephemeral Prefect API migrates a new database on first start; on a busy 2-core
+    # machine that outlasts Prefect's 20 s default and the run dies. Give it room, and keep
+    # the telemetry heartbeat from racing the migration for the SQLite lock.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from components.config import load_settings
+    from components.data import file_md5, ingest
+
+    settings = load_settings(args.params)
+    root = Path(args.params).resolve().parent
+    out = ingest(settings.data.source, root / settings.data.path)
+    print(f"ingested {settings.data.source} -> {settings.data.path} (md5 {file_md5(out)})")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from flows.training import training_pipeline
+
+    result = training_pipeline(
+        params_path=args.params, overrides=args.set, data_path=args.data, contract=args.contract
+    )
+    print(result["markdown"])
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from components import registry
+    from components.config import load_settings
+
+    settings = load_settings(args.params)
+    registry.configure_tracking(Path(args.params).resolve().parent)
+    name = settings.promote.registered_model
+    rows = registry.list_versions(name)
+    if not rows:
+        print(f"no versions of '{name}' registered yet: run `mlops run`")
+        return EXIT_NOTHING
+    metric = settings.evaluate.primary_metric
+    header = f"{'version':>7}  {'aliases':<28} {'candidate':<10} {'test ' + metric:>13}  {'dataset md5':<12} decision"
+    print(f"registered model {name}\n{header}")
+    for r in rows:
+        t = r["tags"]
+        value = r["metrics"].get(f"test_{metric}")
+        print(
+            f"{r['version']:>7}  {','.join(r['aliases']) or '-':<28} {t.get('candidate', '-'):<10} "
+            f"{'-' if value is None else f'{value:.4f}':>13}  {t.get('dataset_md5', '-')[:12]:<12} "
+            f"{t.get('decision', '-')}: {t.get('decision_reason', '')}"
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlops", description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="write the configured dataset source into data/ as Parquet")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("run", help="run the training pipeline once")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a params key for this run (repeatable), e.g. train.candidates.hgb.max_iter=50")
+    p.add_argument("--data", help="train on this CSV/Parquet file instead of data.path")
+    p.add_argument("--contract", help="validate with this data contract (YAML)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("status", help="registered versions with aliases and key metrics")
+    p.set_defaults(func=cmd_status)
+
+    from flows import cli_more
+
+    cli_more.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("alembic", "mlflow.store", "urllib3", "git", "bentoml", "httpx", "great_expectations"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    _setup_env(Path(args.params).resolve().parent)
+
+    from components.config import ConfigError
+    from components.data import DataNotFoundError
+
+    try:
+        return args.func(args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    except DataNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_NO_DATA
+    except Exception as err:
+        if type(err).__name__ == "DataRejectedError":
+            print(f"data rejected: {err}", file=sys.stderr)
+            return EXIT_REJECTED
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
