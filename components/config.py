@@ -89,15 +89,29 @@ class TrainSettings(_Section):
         return {name: spec for name, spec in self.candidates.items() if spec.enabled}
 
 
+class SliceSettings(_Section):
+    columns: list[str] = Field(default_factory=list)
+    min_size: int = Field(ge=1)
+    bins: int = Field(default=4, ge=2)
+
+
 class EvaluateSettings(_Section):
     primary_metric: Literal["roc_auc", "pr_auc", "f1", "accuracy", "balanced_accuracy"]
     decision_threshold: float = Field(gt=0, lt=1)
     thresholds: dict[str, float]
+    slices: SliceSettings
+    behaviour: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class PromoteSettings(_Section):
     registered_model: str = Field(min_length=1)
     alias: str = "champion"
+    policy: Literal["superior", "non_inferior"]
+    margin: float = Field(ge=0)
+    n_resamples: int = Field(ge=100)
+    confidence: float = Field(gt=0, lt=1)
+    max_slice_drop: float = Field(ge=0)
+    seed: int
 
 
 class PackageSettings(_Section):

@@ -26,6 +26,7 @@ class RunSummary:
     tracking_uri: str = ""
     run_id: str | None = None
     notes: list[str] = field(default_factory=list)
+    gate: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -61,6 +62,8 @@ def render_markdown(s: RunSummary) -> str:
         lines.append(f"- bento: `{s.bento_tag}`")
     if s.decision:
         lines.append(f"- decision: {s.decision}")
+    if s.gate:
+        lines += ["", "Gate:"] + [f"- {g}" for g in s.gate]
     lines += [f"- note: {n}" for n in s.notes]
     if s.run_id:
         lines.append(f"- MLflow run: `{s.run_id}`")

@@ -1,13 +1,13 @@
 """The `training-pipeline` Prefect flow: a recipe over the components.
 
-validate → split → train candidates → choose on validation → evaluate on test
-→ register → package → promote. Each task is a thin wrapper; I/O tasks retry.
+validate → split → train candidates → choose on validation → assess on test →
+gate against the champion → register → package → promote (compare-and-set).
+Each task is a thin wrapper over a component; I/O tasks retry.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,32 +18,33 @@ from prefect.artifacts import create_markdown_artifact
 from components import data as data_mod
 from components import registry
 from components.config import Settings, load_settings, params_hash
-from components.evaluate import EvalResult, choose_best, evaluate, failed_thresholds
+from components.evaluate import EvalResult, choose_best, evaluate
 from components.lineage import git_commit, lineage_tags
 from components.model import TrainedModel
 from components.summary import RunSummary, render_markdown
 
-log = logging.getLogger(__name__)
+IO_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 5, 15]}
 
 
 @task(name="load-dataset")
 def load_dataset_task(path: Path, contract_path: str | None) -> tuple[Any, str]:
     from components.contract import load_contract, read_with_contract
 
-    frame = (
-        read_with_contract(path, load_contract(contract_path)) if contract_path else data_mod.load_dataset(path)
-    )
+    if not path.is_file():
+        data_mod.load_dataset(path)  # raises DataNotFoundError with the how-to
+    frame = read_with_contract(path, load_contract(contract_path)) if contract_path else data_mod.load_dataset(path)
     return frame, data_mod.file_md5(path)
 
 
 @task(name="validate-dataset")
-def validate_task(frame, contract_path: str | None, target: str, out_dir: Path):
+def validate_task(frame, contract_path: str | None, target: str, reference, out_dir: Path):
     from components.contract import load_contract
     from components.report_html import write_report
     from components.validation import DataRejectedError, basic_contract, validate_frame
 
     contract = load_contract(contract_path) if contract_path else basic_contract(frame, target)
-    report, accepted = validate_frame(frame, contract, quarantine_path=out_dir / "quarantine.csv")
+    report, accepted = validate_frame(frame, contract, reference=reference,
+                                      quarantine_path=out_dir / "quarantine.csv")
     html = write_report(report, out_dir, title=f"Validation of {len(frame)} rows")
     if not report.success:
         raise DataRejectedError(report, html)
@@ -63,44 +64,95 @@ def evaluate_task(model: TrainedModel, frame, target: str, split: str) -> EvalRe
     return evaluate(model, frame, target, split)
 
 
-@task(name="log-candidate", retries=2, retry_delay_seconds=[2, 10])
-def log_candidate_task(parent_run_id: str, model: TrainedModel, val: EvalResult, example) -> str:
+@task(name="assess-on-test")
+def assess_task(model: TrainedModel, test, settings: Settings, out_dir: Path):
+    from components.assess import assess_on_test
+
+    ev = settings.evaluate
+    return assess_on_test(model, test, settings.data.target, slice_columns=ev.slices.columns,
+                          min_slice_size=ev.slices.min_size, bins=ev.slices.bins,
+                          behaviour_specs=ev.behaviour, out_dir=out_dir)
+
+
+@task(name="champion-on-test", **IO_RETRIES)
+def champion_task(name: str, test, target: str) -> tuple[str | None, Any]:
+    from components.assess import champion_proba
+
+    version = registry.alias_version(name, "champion")
+    if version is None:
+        return None, None
+    return version, champion_proba(f"models:/{name}/{version}", test, target)
+
+
+@task(name="gate")
+def gate_task(settings: Settings, assessment, champion_version: str | None, champ_proba, test):
+    from components.gates import GatePolicy, decide
+    from components.slices import slice_metrics
+
+    p, ev = settings.promote, settings.evaluate
+    policy = GatePolicy(primary_metric=ev.primary_metric, policy=p.policy, margin=p.margin,
+                        n_resamples=p.n_resamples, confidence=p.confidence, seed=p.seed,
+                        max_slice_drop=p.max_slice_drop, thresholds=dict(ev.thresholds))
+    champion_slices = None
+    if champ_proba is not None:
+        champion_slices = slice_metrics(test.drop(columns=[settings.data.target]), assessment.y_true, champ_proba,
+                                        slice_columns=ev.slices.columns, min_size=ev.slices.min_size,
+                                        threshold=ev.decision_threshold, bins=ev.slices.bins)
+    return decide(challenger_metrics=assessment.metrics, policy=policy, y_true=assessment.y_true,
+                  challenger_proba=assessment.proba, champion_proba=champ_proba,
+                  challenger_slices=assessment.slices, champion_slices=champion_slices,
+                  behaviour=assessment.behaviour, champion_version=champion_version,
+                  threshold=ev.decision_threshold)
+
+
+@task(name="log-chosen-model", **IO_RETRIES)
+def log_model_task(parent_run_id: str, model: TrainedModel, val: EvalResult, example) -> str:
     import mlflow
 
-    with mlflow.start_run(run_name=model.name, parent_run_id=parent_run_id, nested=True):
-        mlflow.log_params({"family": model.family, **model.params})
-        mlflow.log_metrics({f"val_{k}": v for k, v in val.metrics.items()})
+    with mlflow.start_run(run_name=f"{model.name}-model", parent_run_id=parent_run_id, nested=True):
+        mlflow.set_tag("candidate", model.name)
         return registry.log_model(model, example)
 
 
-@task(name="register-model", retries=2, retry_delay_seconds=[2, 10])
+@task(name="register-model", **IO_RETRIES)
 def register_task(model_uri: str, name: str, run_id: str, tags: dict[str, str]):
     return registry.register(model_uri, name, run_id, tags)
 
 
-@task(name="build-bento", retries=1, retry_delay_seconds=5)
+@task(name="build-bento", **IO_RETRIES)
 def package_task(settings: Settings, version: str, metadata: dict[str, str], schema: dict, root: Path) -> str:
     from components.package import build_bento
 
-    return build_bento(
-        registered_model=settings.promote.registered_model,
-        version=version,
-        service_name=settings.package.service_name,
-        metadata=metadata,
-        schema=schema,
-        constraints=root / "constraints.txt",
-    )
+    return build_bento(registered_model=settings.promote.registered_model, version=version,
+                       service_name=settings.package.service_name, metadata=metadata, schema=schema,
+                       constraints=root / "constraints.txt")
+
+
+@task(name="promote", **IO_RETRIES)
+def promote_task(name: str, version: str, expected: str | None, reason: str, root: Path):
+    from components.promotion import compare_and_set_champion
+
+    return compare_and_set_champion(name, version, expected=expected, reason=reason, lock_dir=root / ".mlops")
 
 
 def _request_schema(frame, feature_columns: list[str], contract_path: str | None) -> dict:
-    from components.request_schema import schema_from_frame
+    from components import request_schema
 
     if contract_path:
         from components.contract import load_contract
-        from components.request_schema import schema_from_contract
 
-        return schema_from_contract(load_contract(contract_path), feature_columns)
-    return schema_from_frame(frame, feature_columns)
+        return request_schema.schema_from_contract(load_contract(contract_path), feature_columns)
+    return request_schema.schema_from_frame(frame, feature_columns)
+
+
+def _log_candidates(parent_run_id: str, models: dict[str, TrainedModel], results: dict[str, EvalResult]) -> None:
+    import mlflow
+
+    for name, model in models.items():
+        with mlflow.start_run(run_name=name, parent_run_id=parent_run_id, nested=True):
+            mlflow.set_tag("candidate", name)
+            mlflow.log_params({"family": model.family, **model.params})
+            mlflow.log_metrics({f"val_{k}": v for k, v in results[name].metrics.items()})
 
 
 @flow(name="training-pipeline")
@@ -116,83 +168,90 @@ def training_pipeline(
     logger = get_run_logger()
     root = Path(params_path).resolve().parent
     extra = list(overrides or [])
-    if data_path:
-        extra.append(f"data.path={data_path}")
-    if contract:
-        extra.append(f"validate.contract={contract}")
+    extra += [f"data.path={data_path}"] if data_path else []
+    extra += [f"validate.contract={contract}"] if contract else []
     settings = load_settings(params_path, extra)
-    params = settings.as_params()
+    params, target, name = settings.as_params(), settings.data.target, settings.promote.registered_model
     dataset = (root / settings.data.path).resolve()
     contract_path = str((root / settings.validate_.contract).resolve()) if settings.validate_.contract else None
     tracking_uri = registry.configure_tracking(root)
+    out_dir = Path(tempfile.mkdtemp(prefix="mlops-run-"))
 
     frame, md5 = load_dataset_task(dataset, contract_path)
-    logger.info("dataset %s md5 %s: %d rows", dataset.name, md5, len(frame))
+    logger.info("dataset %s md5 %s: %d rows", settings.data.path, md5, len(frame))
     with mlflow.start_run(run_name="training-pipeline") as parent:
-        run_id = parent.info.run_id
-        out_dir = Path(tempfile.mkdtemp(prefix="mlops-run-"))
-        phash = params_hash(params)
-        commit = git_commit(root)
+        run_id, phash, commit = parent.info.run_id, params_hash(params), git_commit(root)
         mlflow.set_tags({"dataset_md5": md5, "git_commit": commit, "params_hash": phash})
         mlflow.log_dict(params, "params.json")
         try:
-            report, frame, report_html = validate_task(frame, contract_path, settings.data.target, out_dir)
+            report, frame, report_html = validate_task(frame, contract_path, target, None, out_dir)
         finally:
             if (out_dir / "validation_report.html").exists():
                 mlflow.log_artifacts(str(out_dir), "validation")
-        splits = data_mod.split(
-            frame, settings.data.target, settings.data.test_size, settings.data.val_size, settings.data.seed
-        )
-        results: dict[str, EvalResult] = {}
+        report_uri = f"{mlflow.get_artifact_uri('validation')}/validation_report.html"
+        splits = data_mod.split(frame, target, settings.data.test_size, settings.data.val_size, settings.data.seed)
+        logger.info("split %s", splits.sizes())
+
         models: dict[str, TrainedModel] = {}
-        for name, spec in settings.train.enabled().items():
-            logger.info("training candidate %s (%s)", name, spec.family)
-            models[name] = train_task(
-                name, spec.model_dump(), splits.train, settings.data.target,
-                settings.train.seed, settings.evaluate.decision_threshold,
-            )
-            results[name] = evaluate_task(models[name], splits.val, settings.data.target, "val")
-            logger.info("%s: val %s %.4f", name, settings.evaluate.primary_metric,
-                        results[name].metrics[settings.evaluate.primary_metric])
+        results: dict[str, EvalResult] = {}
+        for cand, spec in settings.train.enabled().items():
+            models[cand] = train_task(cand, spec.model_dump(), splits.train, target, settings.train.seed,
+                                      settings.evaluate.decision_threshold)
+            results[cand] = evaluate_task(models[cand], splits.val, target, "val")
+            logger.info("candidate %s: val %s %.4f", cand, settings.evaluate.primary_metric,
+                        results[cand].metrics[settings.evaluate.primary_metric])
+        _log_candidates(run_id, models, results)
         best = choose_best(list(results.values()), settings.evaluate.primary_metric)
         model = models[best.candidate]
-        test = evaluate_task(model, splits.test, settings.data.target, "test")
-        mlflow.log_metrics({f"test_{k}": v for k, v in test.metrics.items()})
-        example = splits.train.drop(columns=[settings.data.target])
-        model_uri = log_candidate_task(run_id, model, results[best.candidate], example)
 
-        failures = failed_thresholds(test.metrics, settings.evaluate.thresholds)
-        tags = lineage_tags(
-            dataset_md5=md5, dataset_path=settings.data.path, git=commit, params_hash=phash,
-            candidate=model.name, family=model.family,
-        )
-        tags["validation"] = "passed" + (f" with {len(report.warnings())} warnings" if report.warnings() else "")
-        tags["decision"] = "promote" if not failures else "keep"
-        tags["decision_reason"] = "all thresholds hold" if not failures else "; ".join(failures)[:500]
-        name = settings.promote.registered_model
+        assessment = assess_task(model, splits.test, settings, out_dir)
+        mlflow.log_metrics({f"test_{k}": v for k, v in assessment.metrics.items()})
+        mlflow.log_artifacts(str(out_dir / "plots"), "plots")
+        champion_version, champ_proba = champion_task(name, splits.test, target)
+        decision = gate_task(settings, assessment, champion_version, champ_proba, splits.test)
+        logger.info("gate: %s", decision.reason)
+
+        model_uri = log_model_task(run_id, model, best, splits.train.drop(columns=[target]))
+        tags = lineage_tags(dataset_md5=md5, dataset_path=settings.data.path, git=commit, params_hash=phash,
+                            candidate=model.name, family=model.family)
+        tags |= {"validation": "passed" + (f" with {len(report.warnings())} warnings" if report.warnings() else ""),
+                 "validation_report": report_uri, "decision": "promote" if decision.promote else "keep",
+                 "decision_reason": decision.reason[:500]} | decision.to_tags()
         version = register_task(model_uri, name, run_id, tags)
-        metadata = {
-            "model_version": version.version, "dataset_md5": md5, "git_commit": commit,
-            "params_hash": phash, "candidate": model.name,
-        }
-        schema = _request_schema(frame, model.feature_columns, contract_path)
-        bento_tag = package_task(settings, version.version, metadata, schema, root)
-        registry.set_version_tags(name, version.version, {"bento_tag": bento_tag})
-        aliases: list[str] = []
-        if not failures:
-            registry.set_alias(name, settings.promote.alias, version.version)
-            aliases.append(settings.promote.alias)
+        mlflow.log_dict(decision.to_dict(), "promotion_decision.json")
+
+        bento_tag, aliases, notes = None, [], []
+        if decision.promote:
+            metadata = {"model_version": version.version, "dataset_md5": md5, "git_commit": commit,
+                        "params_hash": phash, "candidate": model.name, "decision": "promote"}
+            bento_tag = package_task(settings, version.version,
+                                     metadata, _request_schema(frame, model.feature_columns, contract_path), root)
+            registry.set_version_tags(name, version.version, {"bento_tag": bento_tag})
+            outcome = promote_task(name, version.version, champion_version, decision.reason, root)
+            if outcome.promoted:
+                aliases.append("champion")
+            else:
+                notes.append(outcome.reason)
+                registry.set_version_tags(name, version.version, {"decision": "keep", "decision_reason": outcome.reason})
+        elif all(t["passed"] for t in decision.thresholds.values()) and champion_version is not None:
+            from components.promotion import mark_challenger
+
+            mark_challenger(name, version.version, lock_dir=root / ".mlops")
+            aliases.append("challenger")
+
         summary = RunSummary(
-            dataset_path=settings.data.path, dataset_md5=md5, n_rows=len(frame),
-            split_sizes=splits.sizes(), validation=tags["validation"] + f" (report: {report_html})",
+            dataset_path=settings.data.path, dataset_md5=md5, n_rows=len(frame), split_sizes=splits.sizes(),
+            validation=f"{tags['validation']} (report: {report_uri})",
             candidates={k: v.metrics for k, v in results.items()}, chosen=best.candidate,
-            test_metrics=test.metrics, registered_model=name, version=version.version, aliases=aliases,
-            bento_tag=bento_tag, decision=f"{tags['decision']}: {tags['decision_reason']}",
-            tracking_uri=tracking_uri, run_id=run_id,
+            test_metrics=assessment.metrics, registered_model=name, version=version.version, aliases=aliases,
+            bento_tag=bento_tag, decision=decision.reason, tracking_uri=tracking_uri, run_id=run_id, notes=notes,
+            gate=decision.summary_lines()[1:],
         )
         markdown = render_markdown(summary)
         mlflow.log_text(markdown, "summary.md")
         mlflow.log_dict(summary.to_dict(), "summary.json")
     create_markdown_artifact(markdown, key="training-summary", description="training-pipeline run summary")
+    create_markdown_artifact("```json\n" + json.dumps(decision.to_dict(), indent=2, default=str) + "\n```",
+                             key="promotion-decision", description="PromotionDecision of this run")
     logger.info("chosen %s, registered %s v%s, aliases %s", best.candidate, name, version.version, aliases)
     return json.loads(json.dumps(summary.to_dict(), default=str)) | {"markdown": markdown}

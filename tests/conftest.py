@@ -1,0 +1,55 @@
+"""Shared test setup. Nothing here touches the network or ../shared."""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Before anything imports BentoML or MLflow: a private bento store, no telemetry, a quiet Prefect.
+_SESSION_TMP = Path(tempfile.mkdtemp(prefix="mlops-tests-"))
+os.environ["BENTOML_HOME"] = str(_SESSION_TMP / "bentoml")
+os.environ["BENTOML_DO_NOT_TRACK"] = "true"
+os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect API for the whole session (starting one costs ~15 s)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+def make_project(tmp: Path, *, rows: int | None = 300, seed: int = 0) -> Path:
+    """A throw-away copy of the project's config with a small sample of the default dataset."""
+    from components.data import read_source, write_parquet
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    for name in ("params.yaml", "constraints.txt"):
+        shutil.copy(ROOT / name, tmp / name)
+    shutil.copytree(ROOT / "contracts", tmp / "contracts")
+    frame = read_source("sklearn:breast_cancer")
+    if rows is not None:
+        frame = frame.sample(n=rows, random_state=seed).sort_index()
+    write_parquet(frame, tmp / "data" / "dataset.parquet")
+    return tmp
+
+
+# Small but real settings: every step runs, just with fewer epochs and resamples.
+FAST = [
+    "train.candidates.mlp.epochs=15",
+    "train.candidates.hgb.max_iter=60",
+    "promote.n_resamples=200",
+]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_SESSION_TMP, ignore_errors=True)

@@ -1,0 +1,105 @@
+"""The training flow end to end on a small sample: real Prefect, MLflow (SQLite), GX and BentoML."""
+
+import mlflow
+import pandas as pd
+import pytest
+
+from components import registry
+from tests.conftest import FAST, make_project
+
+pytestmark = pytest.mark.slow
+MODEL = "breast-cancer-classifier"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    return make_project(tmp_path_factory.mktemp("project"))
+
+
+@pytest.fixture(scope="module")
+def two_runs(project, prefect_harness):
+    from flows.training import training_pipeline
+
+    first = training_pipeline(params_path=str(project / "params.yaml"), overrides=FAST)
+    second = training_pipeline(params_path=str(project / "params.yaml"), overrides=FAST)
+    return first, second
+
+
+def test_first_run_registers_a_champion_that_loads_from_raw_features(project, two_runs):
+    first, _ = two_runs
+    assert first["version"] == "1" and first["aliases"] == ["champion"]
+    registry.configure_tracking(project)
+    raw = pd.read_parquet(project / "data" / "dataset.parquet").drop(columns=["target"]).head(20)
+    out = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion").predict(raw)
+    assert list(out.columns) == ["label", "probability"] and out["label"].isin([0, 1]).all()
+
+
+def test_version_carries_lineage_tags_and_an_exact_bento(project, two_runs):
+    import bentoml
+
+    first, _ = two_runs
+    registry.configure_tracking(project)
+    tags = registry.client().get_model_version(MODEL, first["version"]).tags
+    assert tags["dataset_md5"] == first["dataset_md5"]
+    assert {"git_commit", "params_hash", "candidate", "validation", "decision", "gate.decision"} <= set(tags)
+    assert tags["bento_tag"] == first["bento_tag"] and not first["bento_tag"].endswith(":latest")
+    bento = bentoml.bentos.get(first["bento_tag"])
+    assert bento.info.labels["model_version"] == first["version"]
+    assert [str(m.tag) for m in bento.info.all_models]
+
+
+def test_same_data_and_params_give_identical_metrics(two_runs):
+    first, second = two_runs
+    assert first["candidates"] == second["candidates"]
+    assert first["test_metrics"] == second["test_metrics"]
+    assert first["chosen"] == second["chosen"]
+
+
+def test_identical_retrain_is_non_inferior_so_champion_moves_and_previous_is_kept(project, two_runs):
+    _, second = two_runs
+    registry.configure_tracking(project)
+    assert second["aliases"] == ["champion"]
+    assert registry.alias_version(MODEL, "champion") == second["version"] == "2"
+    assert registry.alias_version(MODEL, "previous-champion") == "1"
+
+
+def test_summary_names_the_next_commands(two_runs):
+    md = two_runs[0]["markdown"]
+    assert "mlflow ui --backend-store-uri sqlite:///" in md and "mlops serve" in md
+    assert "(chosen)" in md
+
+
+def test_rejected_data_stops_before_training_and_registers_nothing(project, two_runs, tmp_path):
+    from components.validation import DataRejectedError
+    from flows.training import training_pipeline
+
+    bad = pd.read_parquet(project / "data" / "dataset.parquet")
+    bad.loc[:10, "mean radius"] = -5.0
+    bad_path = tmp_path / "bad.parquet"
+    bad.to_parquet(bad_path)
+    registry.configure_tracking(project)
+    before = len(registry.list_versions(MODEL))
+    with pytest.raises(DataRejectedError, match="mean radius"):
+        training_pipeline(params_path=str(project / "params.yaml"), overrides=FAST, data_path=str(bad_path))
+    assert len(registry.list_versions(MODEL)) == before
+    assert registry.alias_version(MODEL, "champion") == "2"
+
+
+def test_crash_between_registration_and_promotion_leaves_champion_alone(project, two_runs, monkeypatch):
+    """Kill promotion half-way: the new version exists without an alias; a re-run converges."""
+    from flows.training import training_pipeline
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("injected crash before promotion")
+
+    monkeypatch.setattr("components.promotion.compare_and_set_champion", boom)
+    params = str(project / "params.yaml")
+    with pytest.raises(RuntimeError, match="injected crash"):
+        training_pipeline(params_path=params, overrides=[*FAST, "promote.policy=non_inferior"])
+    registry.configure_tracking(project)
+    orphan = registry.list_versions(MODEL)[0]
+    assert orphan["aliases"] == [] and registry.alias_version(MODEL, "champion") == "2"
+    monkeypatch.undo()
+    again = training_pipeline(params_path=params, overrides=FAST)
+    assert again["aliases"] == ["champion"]
+    assert registry.alias_version(MODEL, "champion") == again["version"]
