@@ -45,12 +45,21 @@ def assess_on_test(
     X = test.drop(columns=[target])
     y = (test[target].to_numpy() == model.classes[1]).astype(int)
     proba = model.predict_proba(X)
-    slices = slice_metrics(X, y, proba, slice_columns=slice_columns, min_size=min_slice_size,
-                           threshold=model.threshold, bins=bins)
+    slices = slice_metrics(
+        X,
+        y,
+        proba,
+        slice_columns=slice_columns,
+        min_size=min_slice_size,
+        threshold=model.threshold,
+        bins=bins,
+    )
     behaviour = run_behaviour_tests(model.predict_proba, X, behaviour_specs, threshold=model.threshold)
     files = write_eval_plots(y, proba, threshold=model.threshold, slices=slices, out_dir=out_dir / "plots")
-    files |= {f"{k}_data": v for k, v in
-              write_plot_data(y, proba, threshold=model.threshold, out_dir=out_dir / "plots").items()}
+    files |= {
+        f"{k}_data": v
+        for k, v in write_plot_data(y, proba, threshold=model.threshold, out_dir=out_dir / "plots").items()
+    }
     return TestAssessment(y, proba, binary_metrics(y, proba, model.threshold), slices, behaviour, files)
 
 

@@ -165,7 +165,9 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             if depth == len(parts) - 1:
                 value = yaml.safe_load(text)
                 if isinstance(node[part], dict) and not isinstance(value, dict):
-                    raise ConfigError(f"'{key}' is a section, not a value; set one of its keys, e.g. {key}.<key>=...")
+                    raise ConfigError(
+                        f"'{key}' is a section, not a value; set one of its keys, e.g. {key}.<key>=..."
+                    )
                 node[part] = value
             else:
                 node = node[part]

@@ -37,7 +37,9 @@ def read_source(source: str) -> pd.DataFrame:
         from sklearn.datasets import load_breast_cancer
 
         frame = load_breast_cancer(as_frame=True).frame
-        return frame.astype({c: "float64" for c in frame.columns if c != "target"}).astype({"target": "int64"})
+        return frame.astype({c: "float64" for c in frame.columns if c != "target"}).astype(
+            {"target": "int64"}
+        )
     if source.startswith("sklearn:"):
         raise ValueError(f"unknown built-in source {source!r}; known: {', '.join(BUILTIN_SOURCES)}")
     path = Path(source)
@@ -105,7 +107,9 @@ def split(frame: pd.DataFrame, target: str, test_size: float, val_size: float, s
     from sklearn.model_selection import train_test_split
 
     if target not in frame.columns:
-        raise KeyError(f"target column '{target}' is not in the dataset (columns: {', '.join(frame.columns)})")
+        raise KeyError(
+            f"target column '{target}' is not in the dataset (columns: {', '.join(frame.columns)})"
+        )
     rest, test = train_test_split(frame, test_size=test_size, random_state=seed, stratify=frame[target])
     train, val = train_test_split(rest, test_size=val_size, random_state=seed, stratify=rest[target])
     return Splits(

@@ -23,7 +23,11 @@ def build_preprocessor(frame: pd.DataFrame):
     transformers = []
     if numeric:
         transformers.append(
-            ("num", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]), numeric)
+            (
+                "num",
+                Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]),
+                numeric,
+            )
         )
     if categorical:
         transformers.append(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 def git_commit(root: str | Path) -> str:
     """HEAD's commit, suffixed ``-dirty`` if tracked files changed; ``uncommitted`` outside git."""
+
     def git(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
 
@@ -18,8 +19,9 @@ def git_commit(root: str | Path) -> str:
     return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
-def lineage_tags(*, dataset_md5: str, dataset_path: str, git: str, params_hash: str, candidate: str,
-                 family: str) -> dict[str, str]:
+def lineage_tags(
+    *, dataset_md5: str, dataset_path: str, git: str, params_hash: str, candidate: str, family: str
+) -> dict[str, str]:
     return {
         "dataset_md5": dataset_md5,
         "dataset_path": dataset_path,

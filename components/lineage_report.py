@@ -5,8 +5,9 @@ from __future__ import annotations
 from components import registry
 
 
-def find_version(name: str, *, alias: str | None = None, version: str | None = None,
-                 bento: str | None = None) -> str | None:
+def find_version(
+    name: str, *, alias: str | None = None, version: str | None = None, bento: str | None = None
+) -> str | None:
     """Resolve an alias, a version number or an exact bento tag to a version of ``name``."""
     if alias:
         return registry.alias_version(name, alias)
@@ -26,7 +27,7 @@ def lineage(name: str, version: str) -> dict[str, str]:
     return {
         "bento": t.get("bento_tag", "(not packaged)"),
         "model version": f"{name} v{version} ({', '.join('@' + a for a in row['aliases']) or 'no alias'})",
-        "run": row["run_id"] or "-",
+        "run": f"{t.get('pipeline_run_id', '-')} (candidate run {row['run_id'] or '-'})",
         "candidate": f"{t.get('candidate', '-')} ({t.get('family', '-')})",
         "dataset": f"{t.get('dataset_path', '-')} md5 {t.get('dataset_md5', '-')}",
         "git commit": t.get("git_commit", "-"),

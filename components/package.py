@@ -17,7 +17,17 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 _HERE = Path(__file__).resolve().parent
-RUNTIME_PACKAGES = ("bentoml", "mlflow", "scikit-learn", "skops", "pandas", "numpy", "pyarrow", "scipy", "torch")
+RUNTIME_PACKAGES = (
+    "bentoml",
+    "mlflow",
+    "scikit-learn",
+    "skops",
+    "pandas",
+    "numpy",
+    "pyarrow",
+    "scipy",
+    "torch",
+)
 
 
 def _label_value(value: Any) -> str:

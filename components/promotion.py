@@ -93,7 +93,9 @@ def promote_manually(name: str, version: str, *, reason: str, lock_dir: str | Pa
     with registry_lock(lock_dir):
         versions = {row["version"] for row in registry.list_versions(name)}
         if version not in versions:
-            raise PromotionError(f"'{name}' has no version {version} (versions: {', '.join(sorted(versions, key=int))})")
+            raise PromotionError(
+                f"'{name}' has no version {version} (versions: {', '.join(sorted(versions, key=int))})"
+            )
         current = registry.alias_version(name, CHAMPION)
         if current == version:
             raise PromotionError(f"version {version} is already @{CHAMPION}")

@@ -6,6 +6,7 @@ The default store is a SQLite file and an artifact folder in the project;
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -119,16 +120,22 @@ def set_alias(name: str, alias: str, version: str) -> None:
 def delete_alias(name: str, alias: str) -> None:
     from mlflow.exceptions import MlflowException
 
-    try:
+    with contextlib.suppress(MlflowException):
         client().delete_registered_model_alias(name, alias)
-    except MlflowException:
-        pass
 
 
 def set_version_tags(name: str, version: str, tags: dict[str, Any]) -> None:
     c = client()
     for key, value in tags.items():
         c.set_model_version_tag(name, version, key, str(value))
+
+
+def find_completed(name: str, fingerprint: str) -> dict[str, Any] | None:
+    """The newest version whose run finished (tag ``completed``) with this exact fingerprint."""
+    for row in list_versions(name):
+        if row["tags"].get("fingerprint") == fingerprint and row["tags"].get("completed") == "true":
+            return row
+    return None
 
 
 def list_versions(name: str) -> list[dict[str, Any]]:

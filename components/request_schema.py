@@ -2,15 +2,27 @@
 
 Self-contained (pandas and numpy only): it is copied into every bento beside the
 service, so the service validates exactly what the pipeline validated.
+
+A schema is plain data: ``{"features": [{"name", "dtype", "nullable", "min", "max",
+"allowed"}, ...]}`` with dtype ``float``, ``int``, ``string`` or ``bool``. Clean
+columns take a vectorised fast path; anything suspicious is re-checked value by
+value so the error names the record and the field.
 """
 
 from __future__ import annotations
 
 import math
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+# Larger magnitudes are data errors, and they overflow float32 models (torch) to inf.
+MAX_ABS_NUMBER = 1e15
+_NUMBER_TYPES = frozenset({int, float})
+_STRING_DTYPES = {"category": "string", "string": "string"}
 
 
 class RequestError(ValueError):
@@ -21,20 +33,67 @@ class RequestError(ValueError):
         self.field = field
 
 
+def _spec(name: str, dtype: str, nullable: bool, low=None, high=None, allowed=None) -> dict[str, Any]:
+    return {"name": name, "dtype": dtype, "nullable": nullable, "min": low, "max": high, "allowed": allowed}
+
+
 def schema_from_frame(frame: pd.DataFrame, feature_columns: list[str]) -> dict[str, Any]:
     """A permissive schema (types and nullability only) when no contract is configured."""
     features = []
     for col in feature_columns:
         numeric = pd.api.types.is_numeric_dtype(frame[col]) and frame[col].dtype != bool
+        features.append(_spec(col, "float" if numeric else "string", bool(frame[col].isna().any())))
+    return {"features": features}
+
+
+def _severity(rule: Any, kind: str) -> str:
+    """Severity of rule ``kind`` ("range" or "allowed") on a duck-typed contract column rule."""
+    severity_of = getattr(rule, "severity_of", None)
+    if callable(severity_of):
+        return str(severity_of(kind))
+    if kind == "allowed" and getattr(rule, "on_unseen", None) is not None:
+        return str(rule.on_unseen)
+    overrides = getattr(rule, "severity", None)
+    if isinstance(overrides, dict):
+        return str(overrides.get(kind, "block"))
+    return str(overrides) if isinstance(overrides, str) else "block"
+
+
+def schema_from_contract(contract: Any, feature_columns: list[str]) -> dict[str, Any]:
+    """The request schema for ``feature_columns`` from a data contract.
+
+    Duck-typed: ``contract.columns`` holds rules with ``name``, ``dtype``, ``nullable``,
+    ``min``, ``max`` and ``allowed``. Bounds and allowed sets are enforced only where the
+    contract blocks on them (a ``warn`` rule must not turn a request away).
+    """
+    rules = {getattr(rule, "name", None): rule for rule in getattr(contract, "columns", ())}
+    features = []
+    for col in feature_columns:
+        rule = rules.get(col)
+        if rule is None:
+            raise ValueError(f"feature column {col!r} has no rule in the data contract")
+        dtype = str(getattr(rule, "dtype", "float"))
+        dtype = _STRING_DTYPES.get(dtype, dtype)
+        if dtype not in ("float", "int", "string", "bool"):
+            raise ValueError(f"feature column {col!r}: unsupported dtype {dtype!r}")
+        low, high, allowed = (
+            getattr(rule, "min", None),
+            getattr(rule, "max", None),
+            getattr(rule, "allowed", None),
+        )
+        if dtype not in ("float", "int") or _severity(rule, "range") != "block":
+            low = high = None
+        if allowed is None or dtype in ("float", "int") or _severity(rule, "allowed") != "block":
+            allowed = None
         features.append(
-            {
-                "name": col,
-                "dtype": "float" if numeric else "string",
-                "nullable": bool(frame[col].isna().any()),
-                "min": None,
-                "max": None,
-                "allowed": None,
-            }
+            _spec(
+                col,
+                dtype,
+                bool(getattr(rule, "nullable", False)),
+                None if low is None else float(low),
+                None if high is None else float(high),
+                None if allowed is None else list(allowed),
+            )
         )
     return {"features": features}
 
@@ -43,32 +102,85 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _check_column(name: str, spec: dict[str, Any], values: list[Any]) -> None:
-    for i, value in enumerate(values):
-        if value is None:
-            if not spec.get("nullable", False):
-                raise RequestError(f"records[{i}].{name}: null is not allowed", name)
-            continue
-        if spec["dtype"] in ("float", "int"):
-            if not _is_number(value):
-                raise RequestError(f"records[{i}].{name}: expected a number, got {type(value).__name__}", name)
-            if not math.isfinite(value):
-                raise RequestError(f"records[{i}].{name}: NaN and infinity are not allowed", name)
-            if spec["dtype"] == "int" and not float(value).is_integer():
-                raise RequestError(f"records[{i}].{name}: expected an integer, got {value}", name)
-            low, high = spec.get("min"), spec.get("max")
-            if (low is not None and value < low) or (high is not None and value > high):
-                raise RequestError(f"records[{i}].{name}: {value} is outside [{low}, {high}]", name)
-        else:
-            if not isinstance(value, str):
-                raise RequestError(f"records[{i}].{name}: expected a string, got {type(value).__name__}", name)
-            allowed = spec.get("allowed")
-            if allowed is not None and value not in allowed:
-                raise RequestError(f"records[{i}].{name}: {value!r} is not one of the allowed values", name)
+def _check_value(i: int, name: str, spec: dict[str, Any], value: Any) -> None:
+    """Raise ``RequestError`` naming ``records[i].name`` if ``value`` does not fit ``spec``."""
+    where, dtype = f"records[{i}].{name}", spec["dtype"]
+    if value is None:
+        if not spec.get("nullable", False):
+            raise RequestError(f"{where}: null is not allowed", name)
+        return
+    if dtype in ("float", "int"):
+        if not _is_number(value):
+            raise RequestError(f"{where}: expected a number, got {type(value).__name__}", name)
+        try:
+            number = float(value)
+        except OverflowError:
+            raise RequestError(f"{where}: the number is too large", name) from None
+        if not math.isfinite(number):
+            raise RequestError(f"{where}: NaN and infinity are not allowed", name)
+        if abs(number) > MAX_ABS_NUMBER:
+            raise RequestError(f"{where}: {number:g} exceeds the magnitude limit {MAX_ABS_NUMBER:g}", name)
+        if dtype == "int" and not number.is_integer():
+            raise RequestError(f"{where}: expected an integer, got {number:g}", name)
+        low, high = spec.get("min"), spec.get("max")
+        if (low is not None and number < low) or (high is not None and number > high):
+            raise RequestError(f"{where}: {number:g} is outside [{low}, {high}]", name)
+    elif dtype == "bool":
+        if not isinstance(value, bool):
+            raise RequestError(f"{where}: expected true or false, got {type(value).__name__}", name)
+    else:
+        if not isinstance(value, str):
+            raise RequestError(f"{where}: expected a string, got {type(value).__name__}", name)
+        allowed = spec.get("allowed")
+        if allowed is not None and value not in allowed:
+            raise RequestError(f"{where}: {value[:80]!r} is not one of the allowed values", name)
 
 
-def validate_records(records: Any, schema: dict[str, Any], *, max_batch: int) -> pd.DataFrame:
-    """Return a typed DataFrame in schema column order, or raise ``RequestError``."""
+def _numeric_block(specs: list[dict[str, Any]], records: list[dict]) -> np.ndarray | None:
+    """All numeric features as one float64 matrix when every value is a plain in-range number.
+
+    One vectorised check for the whole request; ``None`` sends the caller to the
+    value-by-value path, which names the first bad field.
+    """
+    names = [s["name"] for s in specs]
+    rows = [[r[k] for k in names] for r in records] if len(names) == 1 else list(map(itemgetter(*names), records))
+    if not set(map(type, chain.from_iterable(rows))) <= _NUMBER_TYPES:
+        return None
+    try:
+        arr = np.array(rows, dtype=np.float64).reshape(len(records), len(names))
+    except OverflowError:
+        return None
+    low = np.array([-np.inf if s.get("min") is None else s["min"] for s in specs])
+    high = np.array([np.inf if s.get("max") is None else s["max"] for s in specs])
+    if not (np.isfinite(arr).all() and (np.abs(arr) <= MAX_ABS_NUMBER).all()):
+        return None
+    if not ((arr >= low).all() and (arr <= high).all()):
+        return None
+    ints = [j for j, s in enumerate(specs) if s["dtype"] == "int"]
+    if ints and not (arr[:, ints] == np.round(arr[:, ints])).all():
+        return None
+    return arr
+
+
+def _column(name: str, spec: dict[str, Any], values: list[Any]) -> np.ndarray:
+    """Validate one column value by value (first error wins) and return it as an array."""
+    dtype = spec["dtype"]
+    if dtype in ("float", "int"):
+        for i, value in enumerate(values):
+            _check_value(i, name, spec, value)
+        arr = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+        return arr.astype(np.int64) if dtype == "int" and not np.isnan(arr).any() else arr
+    wanted = bool if dtype == "bool" else str
+    allowed = spec.get("allowed")
+    fast = set(map(type, values)) == {wanted} and (allowed is None or set(values) <= set(allowed))
+    if not fast:
+        for i, value in enumerate(values):
+            _check_value(i, name, spec, value)
+    return np.array(values, dtype=object)
+
+
+def validate_columns(records: Any, schema: dict[str, Any], *, max_batch: int) -> dict[str, np.ndarray]:
+    """Validate a list of records; return one array per feature, in schema order."""
     if not isinstance(records, list):
         raise RequestError("records: expected a list of objects", "records")
     if not records:
@@ -85,17 +197,34 @@ def validate_records(records: Any, schema: dict[str, Any], *, max_batch: int) ->
             missing = [k for k in expected if k not in record]
             if missing:
                 raise RequestError(f"records[{i}]: missing field '{missing[0]}'", missing[0])
-            unknown = sorted(k for k in record if k not in expected_set)
-            raise RequestError(f"records[{i}]: unknown field '{unknown[0]}'", unknown[0])
+            unknown = sorted(str(k) for k in record if k not in expected_set)
+            raise RequestError(f"records[{i}]: unknown field '{unknown[0][:80]}'", unknown[0][:80])
+    numeric = [spec for spec in features if spec["dtype"] in ("float", "int")]
+    block = _numeric_block(numeric, records) if numeric else None
+    position = {spec["name"]: j for j, spec in enumerate(numeric)} if block is not None else {}
     columns = {}
     for spec in features:
         name = spec["name"]
-        values = [r[name] for r in records]
-        _check_column(name, spec, values)
-        if spec["dtype"] == "int" and None not in values:
-            columns[name] = np.array(values, dtype=np.int64)
-        elif spec["dtype"] in ("float", "int"):
-            columns[name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        if name in position:
+            column = block[:, position[name]]
+            columns[name] = column.astype(np.int64) if spec["dtype"] == "int" else column
         else:
-            columns[name] = pd.Series(values, dtype=object)
-    return pd.DataFrame(columns, columns=expected)
+            columns[name] = _column(name, spec, [r[name] for r in records])
+    return columns
+
+
+def frame_from_columns(columns: dict[str, np.ndarray]) -> pd.DataFrame:
+    """A DataFrame in ``columns`` order; float columns go in as one 2-D block (much faster)."""
+    floats = [k for k, v in columns.items() if v.dtype == np.float64]
+    frame = pd.DataFrame(np.column_stack([columns[k] for k in floats]) if floats else None, columns=floats)
+    if len(floats) == len(columns):
+        return frame
+    for name, values in columns.items():
+        if name not in frame.columns:
+            frame[name] = values
+    return frame[list(columns)]
+
+
+def validate_records(records: Any, schema: dict[str, Any], *, max_batch: int) -> pd.DataFrame:
+    """Return a typed DataFrame in schema column order, or raise ``RequestError``."""
+    return frame_from_columns(validate_columns(records, schema, max_batch=max_batch))

@@ -27,6 +27,7 @@ class RunSummary:
     run_id: str | None = None
     notes: list[str] = field(default_factory=list)
     gate: list[str] = field(default_factory=list)
+    skipped: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -39,11 +40,14 @@ def _fmt(value: float | None) -> str:
 
 
 def render_markdown(s: RunSummary) -> str:
+    if s.skipped:
+        return f"# Training pipeline run: skipped\n\n- {s.decision}\n- dataset md5 `{s.dataset_md5}`\n"
     lines = [
         "# Training pipeline run",
         "",
         f"- dataset: `{s.dataset_path}` md5 `{s.dataset_md5}` ({s.n_rows} rows; "
-        + ", ".join(f"{k} {v}" for k, v in s.split_sizes.items()) + ")",
+        + ", ".join(f"{k} {v}" for k, v in s.split_sizes.items())
+        + ")",
         f"- validation: {s.validation}",
         "",
         "| candidate | " + " | ".join(f"val {m}" for m in SHOWN_METRICS) + " |",
@@ -54,7 +58,9 @@ def render_markdown(s: RunSummary) -> str:
         lines.append(f"| {name}{mark} | " + " | ".join(_fmt(metrics.get(m)) for m in SHOWN_METRICS) + " |")
     lines.append("")
     if s.test_metrics:
-        lines.append("- held-out test: " + ", ".join(f"{m} {_fmt(s.test_metrics.get(m))}" for m in SHOWN_METRICS))
+        lines.append(
+            "- held-out test: " + ", ".join(f"{m} {_fmt(s.test_metrics.get(m))}" for m in SHOWN_METRICS)
+        )
     if s.version:
         alias_text = ", ".join(f"@{a}" for a in s.aliases) or "no alias"
         lines.append(f"- registered: `{s.registered_model}` version {s.version} ({alias_text})")

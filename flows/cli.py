@@ -8,24 +8,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
 EXIT_CONFIG, EXIT_NO_DATA, EXIT_REJECTED, EXIT_NOTHING = 2, 3, 4, 5
-
-
-def _setup_env(root: Path) -> None:
-    """Project-local defaults for infrastructure; explicit environment variables win."""
-    os.environ.setdefault("BENTOML_HOME", str(root / ".bentoml"))
-    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
-    # The ephemeral Prefect API migrates a new database on first start; on a busy 2-core
-    # machine that outlasts Prefect's 20 s default and the run dies. Give it room, and keep
-    # the telemetry heartbeat from racing the migration for the SQLite lock.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -43,7 +29,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flows.training import training_pipeline
 
     result = training_pipeline(
-        params_path=args.params, overrides=args.set, data_path=args.data, contract=args.contract
+        params_path=args.params,
+        overrides=args.set,
+        data_path=args.data,
+        contract=args.contract,
+        force=args.force,
     )
     print(result["markdown"])
     return 0
@@ -84,10 +74,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("run", help="run the training pipeline once")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a params key for this run (repeatable), e.g. train.candidates.hgb.max_iter=50")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a params key for this run (repeatable), e.g. train.candidates.hgb.max_iter=50",
+    )
     p.add_argument("--data", help="train on this CSV/Parquet file instead of data.path")
     p.add_argument("--contract", help="validate with this data contract (YAML)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="train even if a finished version already has this data, params and code",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("status", help="registered versions with aliases and key metrics")
@@ -108,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("alembic", "mlflow.store", "urllib3", "git", "bentoml", "httpx", "great_expectations"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    _setup_env(Path(args.params).resolve().parent)
+    from flows.runtime import prepare_environment
+
+    prepare_environment(Path(args.params).resolve().parent)
 
     from components.config import ConfigError
     from components.data import DataNotFoundError

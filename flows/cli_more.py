@@ -51,11 +51,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     html = write_report(report, out_dir, title=f"Validation of {args.data}")
     for r in report.results:
         if not r.success:
-            print(f"{r.severity:>10}  {r.rule:<28} {r.column or '-':<24} {r.unexpected_count} unexpected "
-                  f"({r.unexpected_percent:.2f}%)  observed: {r.observed}")
+            print(
+                f"{r.severity:>10}  {r.rule:<28} {r.column or '-':<24} {r.unexpected_count} unexpected "
+                f"({r.unexpected_percent:.2f}%)  observed: {r.observed}"
+            )
     verdict = "accepted" if report.success else "REJECTED"
-    print(f"{verdict}: {len(report.failures())} blocking, {len(report.warnings())} warnings, "
-          f"{report.n_quarantined} rows quarantined; report: {html}")
+    print(
+        f"{verdict}: {len(report.failures())} blocking, {len(report.warnings())} warnings, "
+        f"{report.n_quarantined} rows quarantined; report: {html}"
+    )
     return 0 if report.success else EXIT_REJECTED
 
 
@@ -91,7 +95,9 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 def add_commands(sub) -> None:
     """Register the extra sub-commands on the `mlops` parser."""
-    contract = sub.add_parser("contract", help="data contracts").add_subparsers(dest="contract_cmd", required=True)
+    contract = sub.add_parser("contract", help="data contracts").add_subparsers(
+        dest="contract_cmd", required=True
+    )
     p = contract.add_parser("infer", help="draft a contract from a reference dataset")
     p.add_argument("--data", required=True, help="reference CSV or Parquet file")
     p.add_argument("--target", required=True, help="the label column")
@@ -114,7 +120,9 @@ def add_commands(sub) -> None:
     p.add_argument("--reason", default="rollback requested")
     p.set_defaults(func=cmd_rollback)
 
-    p = sub.add_parser("lineage", help="bento → version → run → data → commit → params → validation → decision")
+    p = sub.add_parser(
+        "lineage", help="bento → version → run → data → commit → params → validation → decision"
+    )
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--alias")
     group.add_argument("--version")

@@ -3,7 +3,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.config import ConfigError, apply_overrides, load_raw, load_settings, params_hash, parse_settings
+from components.config import (
+    ConfigError,
+    apply_overrides,
+    load_raw,
+    load_settings,
+    params_hash,
+    parse_settings,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,8 +53,14 @@ def test_unknown_section_key_is_an_error(raw):
 
 
 def test_overrides_parse_yaml_values_and_address_candidates(raw):
-    out = apply_overrides(raw, ["train.candidates.hgb.learning_rate=0.05", "train.candidates.mlp.hidden=[8]",
-                                "train.candidates.logreg.enabled=false"])
+    out = apply_overrides(
+        raw,
+        [
+            "train.candidates.hgb.learning_rate=0.05",
+            "train.candidates.mlp.hidden=[8]",
+            "train.candidates.logreg.enabled=false",
+        ],
+    )
     s = parse_settings(out)
     assert s.train.candidates["hgb"].learning_rate == 0.05
     assert s.train.candidates["mlp"].hidden == [8]

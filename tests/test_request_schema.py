@@ -9,8 +9,14 @@ SCHEMA = {
     "features": [
         {"name": "age", "dtype": "int", "nullable": False, "min": 0, "max": 120, "allowed": None},
         {"name": "income", "dtype": "float", "nullable": True, "min": None, "max": None, "allowed": None},
-        {"name": "colour", "dtype": "string", "nullable": False, "min": None, "max": None,
-         "allowed": ["red", "blue"]},
+        {
+            "name": "colour",
+            "dtype": "string",
+            "nullable": False,
+            "min": None,
+            "max": None,
+            "allowed": ["red", "blue"],
+        },
     ]
 }
 GOOD = {"age": 30, "income": 1.5, "colour": "red"}
@@ -52,4 +58,6 @@ def test_schema_from_frame_types_and_nullability():
     frame = pd.DataFrame({"a": [1.0, None], "b": ["x", "y"]})
     schema = schema_from_frame(frame, ["a", "b"])
     assert [(f["name"], f["dtype"], f["nullable"]) for f in schema["features"]] == [
-        ("a", "float", True), ("b", "string", False)]
+        ("a", "float", True),
+        ("b", "string", False),
+    ]

@@ -53,13 +53,15 @@ def test_unknown_family_lists_known(frame):
 
 def test_single_class_target_is_refused(frame):
     with pytest.raises(ValueError, match="exactly two target labels"):
-        train_candidate("c", "sklearn_logreg", PARAMS["sklearn_logreg"], frame[["x1"]], pd.Series(["a"] * 160),
-                        seed=0)
+        train_candidate(
+            "c", "sklearn_logreg", PARAMS["sklearn_logreg"], frame[["x1"]], pd.Series(["a"] * 160), seed=0
+        )
 
 
 def test_missing_feature_column_is_named(frame):
-    model = train_candidate("c", "sklearn_logreg", PARAMS["sklearn_logreg"], frame[["x1", "x2"]], frame["label"],
-                            seed=0)
+    model = train_candidate(
+        "c", "sklearn_logreg", PARAMS["sklearn_logreg"], frame[["x1", "x2"]], frame["label"], seed=0
+    )
     with pytest.raises(KeyError, match="x2"):
         model.predict_proba(frame[["x1"]])
 

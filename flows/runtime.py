@@ -1,0 +1,90 @@
+"""Process environment for every driver: project-local defaults, explicit variables win.
+
+``prepare_environment`` is called by the CLI, by the flows themselves and, as a
+pull step in ``prefect.yaml``, by every deployment run a worker starts. It only
+sets environment variables that are unset and creates no files except
+``PREFECT_HOME`` when that is set to a directory that does not exist yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|ACCESS_KEY|API_KEY|PRIVATE_KEY", re.I)
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]+:)[^/\s@]+@")
+_LOADED_SECRETS: set[str] = set()  # names exported from Secret blocks, whatever they are called
+
+# Infrastructure defaults that hold whether or not a Prefect server is configured.
+_BASE_DEFAULTS = {
+    "BENTOML_DO_NOT_TRACK": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "GIT_PYTHON_REFRESH": "quiet",
+    "DVC_NO_ANALYTICS": "true",
+}
+
+# For the ephemeral Prefect API (no PREFECT_API_URL). On a brand-new PREFECT_HOME its first
+# start creates and migrates a SQLite database; on a busy 2-core machine that outlasted
+# Prefect's 20 s default and the run died, and the telemetry heartbeat raced the migration
+# for the SQLite lock ("database is locked"). Give the start room, keep telemetry out, and
+# let statements wait for the lock instead of failing. A remote server ignores all three.
+_EPHEMERAL_DEFAULTS = {
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_DATABASE_TIMEOUT": "60",
+}
+
+
+def prepare_environment(root: str | Path) -> None:
+    """Set project-local defaults for ``root`` without overriding anything already set."""
+    root = Path(root).resolve()
+    defaults = {"BENTOML_HOME": str(root / ".bentoml"), **_BASE_DEFAULTS, **_EPHEMERAL_DEFAULTS}
+    for name, value in defaults.items():
+        os.environ.setdefault(name, value)
+    home = os.environ.get("PREFECT_HOME")
+    if home:
+        Path(home).expanduser().mkdir(parents=True, exist_ok=True)
+    log.debug(
+        "environment prepared for %s (PREFECT_API_URL %s)",
+        root,
+        "set" if os.environ.get("PREFECT_API_URL") else "unset: ephemeral API",
+    )
+
+
+def load_secret_env(secrets: dict[str, str]) -> list[str]:
+    """Export Prefect Secret blocks as environment variables; return the names set.
+
+    ``secrets`` maps a variable (e.g. ``MLFLOW_TRACKING_TOKEN``) to a Secret block name. A variable
+    that is already set wins, so a worker's own environment is never overridden. Values are
+    neither logged nor returned.
+    """
+    from prefect.blocks.system import Secret
+
+    loaded = []
+    for variable, block in sorted(secrets.items()):
+        if os.environ.get(variable):
+            continue
+        os.environ[variable] = str(Secret.load(block).get())
+        _LOADED_SECRETS.add(variable)
+        loaded.append(variable)
+    return loaded
+
+
+def secret_values() -> list[str]:
+    """Values of environment variables that are credentials by name or were loaded from Secret blocks."""
+    return [
+        value
+        for name, value in os.environ.items()
+        if (name in _LOADED_SECRETS or _SECRET_NAME.search(name)) and len(value) >= 6
+    ]
+
+
+def redact(text: str) -> str:
+    """``text`` with every credential-looking environment value and URL password replaced by ``***``."""
+    for value in sorted(secret_values(), key=len, reverse=True):
+        text = text.replace(value, "***")
+    return _URL_PASSWORD.sub(r"\1***@", text)

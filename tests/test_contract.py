@@ -1,0 +1,189 @@
+"""Contract model: inference, YAML round trip, errors that name the field, reading messy files."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from components.contract import (
+    ColumnRule,
+    Contract,
+    ContractError,
+    DataReadError,
+    ReadOptions,
+    contract_from_dict,
+    contract_to_dict,
+    infer_contract,
+    load_contract,
+    read_with_contract,
+    save_contract,
+)
+
+
+@pytest.fixture
+def frame() -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    n = 120
+    income = rng.normal(50_000, 8_000, n)
+    income[:6] = np.nan
+    return pd.DataFrame(
+        {
+            "customer_id": np.arange(1000, 1000 + n),
+            "age": rng.integers(20, 70, n),
+            "income": income,
+            "plan": rng.choice(["basic", "pro"], n),
+            "note": [f"free text {i}" for i in range(n)],
+            "churn": np.array([0, 1, 1] * (n // 3)),
+        }
+    )
+
+
+def test_infer_types_bounds_nulls_labels(frame):
+    c = infer_contract(frame, "churn", name="churn")
+    cols = {col.name: col for col in c.columns}
+    assert [cols[n].dtype for n in frame.columns] == ["int", "int", "float", "category", "string", "int"]
+    assert cols["age"].min <= frame["age"].min() and cols["age"].max >= frame["age"].max()
+    assert cols["age"].min >= 0 and float(cols["age"].min).is_integer()
+    assert cols["income"].nullable and cols["income"].max_null_fraction == pytest.approx(0.1)
+    assert not cols["age"].nullable and cols["age"].max_null_fraction is None
+    assert cols["plan"].allowed == ["basic", "pro"]
+    assert not cols["note"].feature and not cols["customer_id"].feature
+    assert c.keys == ["customer_id"]
+    assert c.labels == [0, 1]
+    lo, hi = c.class_balance[1]
+    assert lo < 2 / 3 < hi
+    assert c.min_rows == 12 and c.max_rows is None
+    assert c.feature_columns() == ["age", "income", "plan"]
+
+
+def test_save_load_round_trip_is_exact_and_commented(frame, tmp_path):
+    c = infer_contract(frame, "churn", name="churn")
+    c = replace(
+        c, reading=ReadOptions(label_strip_suffix=".", delimiter=";"), severity={"class_balance": "warn"}
+    )
+    path = tmp_path / "churn.yaml"
+    save_contract(c, path)
+    text = path.read_text()
+    assert text.startswith("# Data contract 'churn'")
+    assert text.index("name:") < text.index("columns:")
+    assert load_contract(path) == c
+    assert contract_from_dict(contract_to_dict(c)) == c
+    assert yaml.safe_load(text)["columns"]["plan"]["allowed"] == ["basic", "pro"]
+
+
+def test_breast_cancer_contract_matches_dataset_shape():
+    c = load_contract("contracts/breast_cancer.yaml")
+    assert c.target == "target" and c.labels == [0, 1]
+    assert len(c.feature_columns()) == 30 and "mean radius" in c.feature_columns()
+    assert c.min_rows <= 120
+
+
+def _base() -> dict:
+    return {
+        "name": "t",
+        "target": "y",
+        "labels": [0, 1],
+        "columns": {"x": {"dtype": "float", "min": 0, "max": 1}, "y": {"dtype": "int"}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"colour": 1}, "colour"),
+        ({"target": "nope"}, "target"),
+        ({"labels": []}, "labels"),
+        ({"columns": {"x": {"dtype": "decimal"}, "y": {}}}, "columns.x.dtype"),
+        ({"columns": {"x": {"mni": 0}, "y": {}}}, "columns.x.mni"),
+        ({"columns": {"x": {"min": 2, "max": 1}, "y": {}}}, "columns.x.min"),
+        ({"columns": {"x": {"min": "low"}, "y": {}}}, "columns.x.min"),
+        ({"columns": {"x": {"severity": {"dtype": "quarantine"}}, "y": {}}}, "columns.x.severity.dtype"),
+        ({"columns": {"x": {"on_unseen": "ignore"}, "y": {}}}, "columns.x.on_unseen"),
+        ({"columns": {"x": {"regex": "("}, "y": {}}}, "columns.x.regex"),
+        ({"keys": ["z"]}, "keys"),
+        ({"class_balance": {0: {"min": 0.9, "max": 0.1}}}, "class_balance.0"),
+        ({"severity": {"row_count": "quarantine"}}, "table.severity.row_count"),
+        ({"reading": {"delimeter": ";"}}, "reading.delimeter"),
+        ({"drift": {"severity": "quarantine"}}, "drift.severity"),
+    ],
+)
+def test_invalid_contract_names_the_field(patch, field):
+    with pytest.raises(ContractError, match=field.replace(".", r"\.")):
+        contract_from_dict({**_base(), **patch})
+
+
+def test_load_contract_reports_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ContractError, match="not found"):
+        load_contract(tmp_path / "nope.yaml")
+    (tmp_path / "bad.yaml").write_text("name: [unclosed")
+    with pytest.raises(ContractError, match="not valid YAML"):
+        load_contract(tmp_path / "bad.yaml")
+
+
+def _adult_contract() -> Contract:
+    return Contract(
+        name="adult",
+        columns=(
+            ColumnRule("age", dtype="int", min=0, max=120),
+            ColumnRule("workclass", dtype="category", nullable=True, allowed=["Private", "State-gov"]),
+            ColumnRule("hours", dtype="float", nullable=True),
+            ColumnRule("income", dtype="category", feature=False),
+        ),
+        target="income",
+        labels=["<=50K", ">50K"],
+        reading=ReadOptions(na_values=["?"], strip_whitespace=True, label_strip_suffix="."),
+    )
+
+
+def test_messy_csv_question_marks_whitespace_and_label_suffix(tmp_path):
+    path = tmp_path / "adult.csv"
+    path.write_text(
+        "age, workclass, hours, income\n"
+        "39, State-gov, 40, <=50K\n"
+        "50, ?, ?, >50K.\n"
+        "38, Private , 35.5, <=50K.\n"
+    )
+    frame = read_with_contract(path, _adult_contract())
+    assert list(frame.columns) == ["age", "workclass", "hours", "income"]
+    assert frame["age"].dtype == "int64"
+    assert frame["workclass"].tolist()[0] == "State-gov" and pd.isna(frame["workclass"][1])
+    assert frame["workclass"][2] == "Private"
+    assert pd.isna(frame["hours"][1]) and frame["hours"].dtype == "float64"
+    assert frame["income"].tolist() == ["<=50K", ">50K", "<=50K"]
+
+
+def test_strings_in_numeric_column_are_kept_for_validation(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text("age,workclass,hours,income\n39,Private,40,<=50K\nforty,Private,40,>50K\n")
+    frame = read_with_contract(path, _adult_contract())
+    assert frame["age"].tolist() == ["39", "forty"]  # not silently NaN
+
+
+def test_parquet_is_read_and_cast(tmp_path, frame):
+    c = infer_contract(frame, "churn")
+    frame.to_parquet(tmp_path / "d.parquet")
+    back = read_with_contract(tmp_path / "d.parquet", c)
+    pd.testing.assert_frame_equal(back, frame, check_dtype=False)
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(DataReadError, match="Parquet"):
+        read_with_contract(tmp_path / "broken.parquet", c)
+
+
+def test_too_many_fields_and_missing_file_are_read_errors(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text("age,workclass,hours,income\n39,Private,40,<=50K,extra\n")
+    with pytest.raises(DataReadError, match="malformed CSV"):
+        read_with_contract(path, _adult_contract())
+    with pytest.raises(DataReadError, match="not found"):
+        read_with_contract(tmp_path / "missing.csv", _adult_contract())
+
+
+def test_wrong_delimiter_hint_names_the_likely_one(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text("age;workclass;hours;income\n39;Private;40;<=50K\n")
+    with pytest.raises(DataReadError, match="looks ';'-separated"):
+        read_with_contract(path, _adult_contract())
