@@ -37,9 +37,7 @@ def read_source(source: str) -> pd.DataFrame:
         from sklearn.datasets import load_breast_cancer
 
         frame = load_breast_cancer(as_frame=True).frame
-        return frame.astype({c: "float64" for c in frame.columns if c != "target"}).astype(
-            {"target": "int64"}
-        )
+        return frame.astype({c: "float64" for c in frame.columns if c != "target"}).astype({"target": "int64"})
     if source.startswith("sklearn:"):
         raise ValueError(f"unknown built-in source {source!r}; known: {', '.join(BUILTIN_SOURCES)}")
     path = Path(source)
@@ -88,7 +86,14 @@ def load_dataset(path: str | Path) -> pd.DataFrame:
             f"dataset {path} not found. Create it with `make run` (ingests the default dataset) "
             f"or fetch the tracked version with `dvc pull`."
         )
-    if path.suffix.lower() in (".parquet", ".pq"):
+    return load_dataset_file(path)
+
+
+def load_dataset_file(path: Path) -> pd.DataFrame:
+    """Parquet by suffix or magic bytes (DVC's cache files have no suffix), else CSV."""
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if path.suffix.lower() in (".parquet", ".pq") or magic == b"PAR1":
         return pd.read_parquet(path)
     return pd.read_csv(path)
 
@@ -102,19 +107,21 @@ def file_md5(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def find_in_dvc_cache(root: str | Path, md5: str) -> Path | None:
+    """The file DVC cached under ``md5`` (DVC 3 layout), if this checkout has it."""
+    candidate = Path(root) / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    return candidate if candidate.is_file() else None
+
+
 def split(frame: pd.DataFrame, target: str, test_size: float, val_size: float, seed: int) -> Splits:
     """Seeded stratified train/val/test split. ``val_size`` is a share of what remains after test."""
     from sklearn.model_selection import train_test_split
 
     if target not in frame.columns:
-        raise KeyError(
-            f"target column '{target}' is not in the dataset (columns: {', '.join(frame.columns)})"
-        )
+        raise KeyError(f"target column '{target}' is not in the dataset (columns: {', '.join(frame.columns)})")
     rest, test = train_test_split(frame, test_size=test_size, random_state=seed, stratify=frame[target])
     train, val = train_test_split(rest, test_size=val_size, random_state=seed, stratify=rest[target])
-    return Splits(
-        train=train.reset_index(drop=True), val=val.reset_index(drop=True), test=test.reset_index(drop=True)
-    )
+    return Splits(train=train.reset_index(drop=True), val=val.reset_index(drop=True), test=test.reset_index(drop=True))
 
 
 def features_and_target(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.Series]:

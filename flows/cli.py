@@ -124,9 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_NO_DATA
     except Exception as err:
-        if type(err).__name__ == "DataRejectedError":
+        if type(err).__name__ in ("DataRejectedError", "DataReadError", "ContractError"):
             print(f"data rejected: {err}", file=sys.stderr)
-            return EXIT_REJECTED
+            return EXIT_REJECTED if type(err).__name__ != "ContractError" else EXIT_CONFIG
         raise
 
 

@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from components import data as data_mod
 from components import registry
-from components.config import Settings, load_settings, params_hash
+from components.config import ConfigError, Settings, load_settings, params_hash
 from components.evaluate import EvalResult, choose_best, evaluate
 from components.lineage import git_commit, lineage_tags
 from components.model import TrainedModel
@@ -32,11 +32,7 @@ def load_dataset_task(path: Path, contract_path: str | None) -> tuple[Any, str]:
 
     if not path.is_file():
         data_mod.load_dataset(path)  # raises DataNotFoundError with the how-to
-    frame = (
-        read_with_contract(path, load_contract(contract_path))
-        if contract_path
-        else data_mod.load_dataset(path)
-    )
+    frame = read_with_contract(path, load_contract(contract_path)) if contract_path else data_mod.load_dataset(path)
     return frame, data_mod.file_md5(path)
 
 
@@ -47,13 +43,31 @@ def validate_task(frame, contract_path: str | None, target: str, reference, out_
     from components.validation import DataRejectedError, basic_contract, validate_frame
 
     contract = load_contract(contract_path) if contract_path else basic_contract(frame, target)
-    report, accepted = validate_frame(
-        frame, contract, reference=reference, quarantine_path=out_dir / "quarantine.csv"
-    )
+    report, accepted = validate_frame(frame, contract, reference=reference, quarantine_path=out_dir / "quarantine.csv")
     html = write_report(report, out_dir, title=f"Validation of {len(frame)} rows")
     if not report.success:
         raise DataRejectedError(report, html)
     return report, accepted, html
+
+
+@task(name="drift-reference")
+def reference_task(name: str, root: Path, frame, md5: str, settings: Settings, contract_path: str | None):
+    """The data the champion was trained on (via its dataset md5 and the DVC cache), else our training split."""
+    from components.contract import load_contract, normalise
+
+    champion = registry.alias_version(name, "champion")
+    if champion is not None:
+        champion_md5 = registry.client().get_model_version(name, champion).tags.get("dataset_md5")
+        if champion_md5 == md5:
+            return frame, f"champion v{champion}'s dataset (md5 {md5}, unchanged)"
+        cached = data_mod.find_in_dvc_cache(root, champion_md5 or "")
+        if cached is not None:
+            ref = data_mod.load_dataset_file(cached)
+            ref = normalise(ref, load_contract(contract_path)) if contract_path else ref
+            return ref, f"champion v{champion}'s dataset (md5 {champion_md5}, from the DVC cache)"
+    d = settings.data
+    train = data_mod.split(frame, d.target, d.test_size, d.val_size, d.seed).train
+    return train, "this dataset's training split (no champion dataset to compare against)"
 
 
 @task(name="train-candidate")
@@ -235,13 +249,21 @@ def training_pipeline(
     prepare_environment(root)
     extra = list(overrides or [])
     extra += [f"data.path={data_path}"] if data_path else []
-    extra += [f"validate.contract={contract}"] if contract else []
+    if contract:  # bring-your-own data: the contract names its own target
+        from components.contract import load_contract
+
+        extra += [f"validate.contract={Path(contract).resolve()}", f"data.target={load_contract(contract).target}"]
     settings = load_settings(params_path, extra)
     params, target, name = settings.as_params(), settings.data.target, settings.promote.registered_model
     dataset = (root / settings.data.path).resolve()
-    contract_path = (
-        str((root / settings.validate_.contract).resolve()) if settings.validate_.contract else None
-    )
+    contract_path = str((root / settings.validate_.contract).resolve()) if settings.validate_.contract else None
+    if contract_path and not contract:
+        from components.contract import load_contract
+
+        if (declared := load_contract(contract_path).target) != target:
+            raise ConfigError(
+                f"data.target is '{target}' but the contract {settings.validate_.contract} declares target '{declared}'"
+            )
     tracking_uri = registry.configure_tracking(root)
     out_dir = Path(tempfile.mkdtemp(prefix="mlops-run-"))
 
@@ -264,15 +286,15 @@ def training_pipeline(
             }
         )
         mlflow.log_dict(params, "params.json")
+        reference, reference_note = reference_task(name, root, frame, md5, settings, contract_path)
+        logger.info("drift reference: %s", reference_note)
         try:
-            report, frame, report_html = validate_task(frame, contract_path, target, None, out_dir)
+            report, frame, report_html = validate_task(frame, contract_path, target, reference, out_dir)
         finally:
             if (out_dir / "validation_report.html").exists():
                 mlflow.log_artifacts(str(out_dir), "validation")
         report_uri = f"{mlflow.get_artifact_uri('validation')}/validation_report.html"
-        splits = data_mod.split(
-            frame, target, settings.data.test_size, settings.data.val_size, settings.data.seed
-        )
+        splits = data_mod.split(frame, target, settings.data.test_size, settings.data.val_size, settings.data.seed)
         logger.info("split %s", splits.sizes())
 
         models: dict[str, TrainedModel] = {}
@@ -320,8 +342,7 @@ def training_pipeline(
             "pipeline_run_id": run_id,
             "code_hash": code_hash,
             "fingerprint": fingerprint,
-            "validation": "passed"
-            + (f" with {len(report.warnings())} warnings" if report.warnings() else ""),
+            "validation": "passed" + (f" with {len(report.warnings())} warnings" if report.warnings() else ""),
             "validation_report": report_uri,
             "decision": "promote" if decision.promote else "keep",
             "decision_reason": decision.reason[:500],
@@ -367,7 +388,7 @@ def training_pipeline(
             dataset_md5=md5,
             n_rows=len(frame),
             split_sizes=splits.sizes(),
-            validation=f"{tags['validation']} (report: {report_uri})",
+            validation=f"{tags['validation']}; drift vs {reference_note} (report: {report_uri})",
             candidates={k: v.metrics for k, v in results.items()},
             chosen=best.candidate,
             test_metrics=assessment.metrics,

@@ -83,20 +83,115 @@ def test_summary_names_the_next_commands(two_runs):
     assert "(chosen)" in md
 
 
-def test_rejected_data_stops_before_training_and_registers_nothing(project, two_runs, tmp_path):
-    from components.validation import DataRejectedError
-    from flows.training import training_pipeline
+def _bad_variants(frame: pd.DataFrame) -> dict[str, tuple[object, str]]:
+    """name -> (frame or raw CSV text, text the error must contain: the rule or column)."""
+    nulls = frame.copy()
+    nulls.loc[:5, "mean radius"] = None
+    out_of_range = frame.copy()
+    out_of_range.loc[:10, "mean radius"] = -5.0
+    extra = frame.assign(leak=1.0)
+    labels = frame.copy()
+    labels.loc[:3, "target"] = 2
+    header = ",".join(frame.columns)
+    return {
+        "nulls": (nulls, "mean radius"),
+        "out-of-range": (out_of_range, "mean radius"),
+        "missing-column": (frame.drop(columns=["mean texture"]), "mean texture"),
+        "extra-column": (extra, "leak"),
+        "labels-outside-set": (labels, "target"),
+        "single-class": (frame[frame["target"] == 1], "target"),
+        "empty-file": ("", "empty"),
+        "header-only": (header + "\n", "no rows"),
+    }
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "nulls",
+        "out-of-range",
+        "missing-column",
+        "extra-column",
+        "labels-outside-set",
+        "single-class",
+        "empty-file",
+        "header-only",
+    ],
+)
+def test_rejected_data_stops_before_training_and_registers_nothing(project, two_runs, tmp_path, variant):
+    from flows.cli import main
+
+    good = pd.read_parquet(project / "data" / "dataset.parquet")
+    content, expected = _bad_variants(good)[variant]
+    bad_path = tmp_path / "bad.csv"
+    if isinstance(content, str):
+        bad_path.write_text(content)
+    else:
+        content.to_csv(bad_path, index=False)
+    registry.configure_tracking(project)
+    before, champion = len(registry.list_versions(MODEL)), registry.alias_version(MODEL, "champion")
+    code = main(["--params", str(project / "params.yaml"), "run", "--data", str(bad_path), "--force"])
+    assert code == 4
+    assert len(registry.list_versions(MODEL)) == before
+    assert registry.alias_version(MODEL, "champion") == champion
+
+
+def test_rejection_message_names_rule_column_and_report(project, two_runs, tmp_path, capsys):
+    from flows.cli import main
 
     bad = pd.read_parquet(project / "data" / "dataset.parquet")
     bad.loc[:10, "mean radius"] = -5.0
-    bad_path = tmp_path / "bad.parquet"
-    bad.to_parquet(bad_path)
+    bad.to_parquet(tmp_path / "bad.parquet")
+    assert main(["--params", str(project / "params.yaml"), "run", "--data", str(tmp_path / "bad.parquet")]) == 4
+    err = capsys.readouterr().err
+    assert "range" in err and "mean radius" in err and "validation_report.html" in err
+
+
+def test_bring_your_own_csv_with_its_own_contract(project, two_runs, tmp_path):
+    """A CSV with a categorical column and an id column marked not-a-feature, through the whole pipeline."""
+    import numpy as np
+
+    from components.contract import infer_contract, save_contract
+    from flows.cli import main
+
+    rng = np.random.default_rng(1)
+    n = 400
+    x = rng.normal(size=n)
+    plan = rng.choice(["basic", "pro", "team"], size=n)
+    churned = np.where(x + (plan == "basic") + rng.normal(scale=0.5, size=n) > 0.6, "yes", "no")
+    frame = pd.DataFrame({"customer_id": np.arange(n), "tenure": x * 10 + 50, "plan": plan, "churned": churned})
+    frame.loc[::25, "tenure"] = None
+    frame.to_csv(tmp_path / "churn.csv", index=False)
+    contract = infer_contract(frame, "churned", name="churn")
+    save_contract(contract, tmp_path / "churn.yaml")
+    assert "customer_id" not in contract.feature_columns()
+    params = str(project / "params.yaml")
+    code = main(
+        [
+            "--params",
+            params,
+            "run",
+            "--data",
+            str(tmp_path / "churn.csv"),
+            "--contract",
+            str(tmp_path / "churn.yaml"),
+            "--set",
+            "evaluate.behaviour=[]",
+            "--set",
+            "evaluate.slices.columns=[plan]",
+            "--set",
+            "promote.registered_model=churn",
+            "--set",
+            "package.service_name=churn",
+            *sum((["--set", o] for o in FAST), []),
+        ]
+    )
+    assert code == 0
     registry.configure_tracking(project)
-    before = len(registry.list_versions(MODEL))
-    with pytest.raises(DataRejectedError, match="mean radius"):
-        training_pipeline(params_path=str(project / "params.yaml"), overrides=FAST, data_path=str(bad_path))
-    assert len(registry.list_versions(MODEL)) == before
-    assert registry.alias_version(MODEL, "champion") is not None
+    version = registry.alias_version("churn", "champion")
+    model = mlflow.pyfunc.load_model(f"models:/churn/{version}")
+    out = model.predict(frame.drop(columns=["churned"]).head(5))
+    assert set(out["label"]) <= {"yes", "no"}
 
 
 def test_crash_between_registration_and_promotion_leaves_champion_alone(project, two_runs, monkeypatch):
