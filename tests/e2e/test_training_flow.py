@@ -215,3 +215,32 @@ def test_crash_between_registration_and_promotion_leaves_champion_alone(project,
     again = training_pipeline(params_path=params, overrides=[*FAST, "promote.margin=0.02"])
     assert again["skipped"] is False and again["aliases"] == ["champion"]
     assert registry.alias_version(MODEL, "champion") == again["version"]
+
+
+def test_lineage_and_status_print_the_whole_chain(project, two_runs, capsys):
+    from flows.cli import main
+
+    params = str(project / "params.yaml")
+    assert main(["--params", params, "lineage", "--alias", "champion"]) == 0
+    out = capsys.readouterr().out
+    for field in ("bento", "model version", "run", "dataset", "git commit", "params hash", "validation", "decision"):
+        assert field in out
+    registry.configure_tracking(project)
+    champion = registry.alias_version(MODEL, "champion")
+    bento = registry.client().get_model_version(MODEL, champion).tags["bento_tag"]
+    assert bento in out and "@champion" in out
+    assert main(["--params", params, "lineage", "--bento", bento]) == 0
+    assert f"v{champion}" in capsys.readouterr().out
+    assert main(["--params", params, "status"]) == 0
+    table = capsys.readouterr().out
+    assert "champion" in table and "previous-champion" in table and "test roc_auc" in table
+
+
+def test_missing_dataset_and_bad_params_exit_with_clear_codes(project, tmp_path, capsys):
+    from flows.cli import main
+
+    params = str(project / "params.yaml")
+    assert main(["--params", params, "run", "--data", str(tmp_path / "nope.parquet")]) == 3
+    assert "dvc pull" in capsys.readouterr().err
+    assert main(["--params", params, "run", "--set", "train.candidates.hgb.learning_rat=1"]) == 2
+    assert "train.candidates.hgb.learning_rat" in capsys.readouterr().err
