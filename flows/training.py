@@ -8,7 +8,10 @@ Each task is a thin wrapper over a component; I/O tasks retry.
 from __future__ import annotations
 
 import json
-import tempfile
+import time
+import uuid
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +230,93 @@ def _skipped(name: str, version: dict, fingerprint: str, md5: str, path: str, tr
     return json.loads(json.dumps(summary.to_dict(), default=str)) | {"markdown": markdown}
 
 
+@dataclass(frozen=True)
+class _RunContext:
+    """What every later step needs to know about this run."""
+
+    settings: Settings
+    root: Path
+    name: str
+    target: str
+    contract_path: str | None
+    out_dir: Path
+    md5: str = ""
+    phash: str = ""
+    code_hash: str = ""
+    fingerprint: str = ""
+    commit: str = ""
+    run_id: str = ""
+
+
+def _resolve(params_path: str, overrides: list[str] | None, data_path: str | None, contract: str | None):
+    """Effective settings for this run; a contract passed in names its own target."""
+    from components.contract import load_contract
+
+    root = Path(params_path).resolve().parent
+    extra = list(overrides or [])
+    extra += [f"data.path={data_path}"] if data_path else []
+    if contract:  # bring-your-own data
+        extra += [f"validate.contract={Path(contract).resolve()}", f"data.target={load_contract(contract).target}"]
+    settings = load_settings(params_path, extra)
+    contract_path = str((root / settings.validate_.contract).resolve()) if settings.validate_.contract else None
+    if contract_path and not contract and (declared := load_contract(contract_path).target) != settings.data.target:
+        raise ConfigError(
+            f"data.target is '{settings.data.target}' but the contract "
+            f"{settings.validate_.contract} declares target '{declared}'"
+        )
+    run_dir = root / "runs" / f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+    return _RunContext(
+        settings=settings,
+        root=root,
+        name=settings.promote.registered_model,
+        target=settings.data.target,
+        contract_path=contract_path,
+        out_dir=run_dir,
+    )
+
+
+def _release(ctx: _RunContext, model: TrainedModel, frame, decision, champion_version: str | None, version):
+    """Package, promote (compare-and-set) or mark challenger. Returns (bento tag, aliases, notes)."""
+    name = ctx.name
+    if not decision.promote:
+        if champion_version is not None and all(t["passed"] for t in decision.thresholds.values()):
+            from components.promotion import mark_challenger
+
+            mark_challenger(name, version.version, lock_dir=ctx.root / ".mlops")
+            return None, ["challenger"], []
+        return None, [], []
+    metadata = {
+        "model_version": version.version,
+        "dataset_md5": ctx.md5,
+        "git_commit": ctx.commit,
+        "params_hash": ctx.phash,
+        "candidate": model.name,
+        "decision": "promote",
+    }
+    schema = _request_schema(frame, model.feature_columns, ctx.contract_path)
+    bento_tag = package_task(ctx.settings, version.version, metadata, schema, ctx.root)
+    registry.set_version_tags(name, version.version, {"bento_tag": bento_tag})
+    outcome = promote_task(name, version.version, champion_version, decision.reason, ctx.root)
+    if outcome.promoted:
+        return bento_tag, ["champion"], []
+    registry.set_version_tags(name, version.version, {"decision": "keep", "decision_reason": outcome.reason})
+    return bento_tag, [], [outcome.reason]
+
+
+def _train_and_choose(ctx: _RunContext, splits, logger):
+    """Train every enabled candidate, evaluate on validation, choose the best."""
+    ev = ctx.settings.evaluate
+    models: dict[str, TrainedModel] = {}
+    results: dict[str, EvalResult] = {}
+    for cand, spec in ctx.settings.train.enabled().items():
+        models[cand] = train_task(
+            cand, spec.model_dump(), splits.train, ctx.target, ctx.settings.train.seed, ev.decision_threshold
+        )
+        results[cand] = evaluate_task(models[cand], splits.val, ctx.target, "val")
+        logger.info("candidate %s: val %s %.4f", cand, ev.primary_metric, results[cand].metrics[ev.primary_metric])
+    return models, results, choose_best(list(results.values()), ev.primary_metric)
+
+
 @flow(name="training-pipeline")
 def training_pipeline(
     params_path: str = "params.yaml",
@@ -240,155 +330,104 @@ def training_pipeline(
     Skips all work when a finished version already has the same data, params and code, unless ``force``.
     """
     import mlflow
+    from mlflow.entities import Metric
 
     from components.fingerprint import code_fingerprint, run_fingerprint
     from flows.runtime import prepare_environment
 
     logger = get_run_logger()
-    root = Path(params_path).resolve().parent
-    prepare_environment(root)
-    extra = list(overrides or [])
-    extra += [f"data.path={data_path}"] if data_path else []
-    if contract:  # bring-your-own data: the contract names its own target
-        from components.contract import load_contract
+    prepare_environment(Path(params_path).resolve().parent)
+    ctx = _resolve(params_path, overrides, data_path, contract)
+    settings, name, target = ctx.settings, ctx.name, ctx.target
+    tracking_uri = registry.configure_tracking(ctx.root)
 
-        extra += [f"validate.contract={Path(contract).resolve()}", f"data.target={load_contract(contract).target}"]
-    settings = load_settings(params_path, extra)
-    params, target, name = settings.as_params(), settings.data.target, settings.promote.registered_model
-    dataset = (root / settings.data.path).resolve()
-    contract_path = str((root / settings.validate_.contract).resolve()) if settings.validate_.contract else None
-    if contract_path and not contract:
-        from components.contract import load_contract
-
-        if (declared := load_contract(contract_path).target) != target:
-            raise ConfigError(
-                f"data.target is '{target}' but the contract {settings.validate_.contract} declares target '{declared}'"
-            )
-    tracking_uri = registry.configure_tracking(root)
-    out_dir = Path(tempfile.mkdtemp(prefix="mlops-run-"))
-
-    frame, md5 = load_dataset_task(dataset, contract_path)
+    frame, md5 = load_dataset_task((ctx.root / settings.data.path).resolve(), ctx.contract_path)
     logger.info("dataset %s md5 %s: %d rows", settings.data.path, md5, len(frame))
-    phash, code_hash = params_hash(params), code_fingerprint(["components", "flows.training"])
-    fingerprint = run_fingerprint(md5, phash, code_hash)
-    done = registry.find_completed(name, fingerprint)
+    phash, code_hash = params_hash(settings.as_params()), code_fingerprint(["components", "flows.training"])
+    ctx = replace(ctx, md5=md5, phash=phash, code_hash=code_hash, fingerprint=run_fingerprint(md5, phash, code_hash))
+    done = registry.find_completed(name, ctx.fingerprint)
     if done is not None and not force:
-        return _skipped(name, done, fingerprint, md5, settings.data.path, tracking_uri)
+        return _skipped(name, done, ctx.fingerprint, md5, settings.data.path, tracking_uri)
+
     with mlflow.start_run(run_name="training-pipeline") as parent:
-        run_id, commit = parent.info.run_id, git_commit(root)
+        ctx = replace(ctx, run_id=parent.info.run_id, commit=git_commit(ctx.root))
         mlflow.set_tags(
             {
                 "dataset_md5": md5,
-                "git_commit": commit,
+                "git_commit": ctx.commit,
                 "params_hash": phash,
                 "code_hash": code_hash,
-                "fingerprint": fingerprint,
+                "fingerprint": ctx.fingerprint,
+                "run_dir": str(ctx.out_dir),
             }
         )
-        mlflow.log_dict(params, "params.json")
-        reference, reference_note = reference_task(name, root, frame, md5, settings, contract_path)
+        mlflow.log_dict(settings.as_params(), "params.json")
+
+        # validate
+        reference, reference_note = reference_task(name, ctx.root, frame, md5, settings, ctx.contract_path)
         logger.info("drift reference: %s", reference_note)
         try:
-            report, frame, report_html = validate_task(frame, contract_path, target, reference, out_dir)
+            report, frame, _ = validate_task(frame, ctx.contract_path, target, reference, ctx.out_dir)
         finally:
-            if (out_dir / "validation_report.html").exists():
-                mlflow.log_artifacts(str(out_dir), "validation")
+            if (ctx.out_dir / "validation_report.html").exists():
+                mlflow.log_artifacts(str(ctx.out_dir), "validation")
         report_uri = f"{mlflow.get_artifact_uri('validation')}/validation_report.html"
-        splits = data_mod.split(frame, target, settings.data.test_size, settings.data.val_size, settings.data.seed)
-        logger.info("split %s", splits.sizes())
 
-        models: dict[str, TrainedModel] = {}
-        results: dict[str, EvalResult] = {}
-        for cand, spec in settings.train.enabled().items():
-            models[cand] = train_task(
-                cand,
-                spec.model_dump(),
-                splits.train,
-                target,
-                settings.train.seed,
-                settings.evaluate.decision_threshold,
-            )
-            results[cand] = evaluate_task(models[cand], splits.val, target, "val")
-            logger.info(
-                "candidate %s: val %s %.4f",
-                cand,
-                settings.evaluate.primary_metric,
-                results[cand].metrics[settings.evaluate.primary_metric],
-            )
+        # split, train, choose on validation
+        d = settings.data
+        splits = data_mod.split(frame, target, d.test_size, d.val_size, d.seed)
+        logger.info("split %s", splits.sizes())
+        models, results, best = _train_and_choose(ctx, splits, logger)
         example = splits.train.drop(columns=[target])
-        logged = {c: log_candidate_task(run_id, models[c], results[c], example) for c in models}
-        best = choose_best(list(results.values()), settings.evaluate.primary_metric)
+        logged = {c: log_candidate_task(ctx.run_id, models[c], results[c], example) for c in models}
         model = models[best.candidate]
 
-        assessment = assess_task(model, splits.test, settings, out_dir)
+        # assess on test, gate against the champion
+        assessment = assess_task(model, splits.test, settings, ctx.out_dir)
         mlflow.log_metrics({f"test_{k}": v for k, v in assessment.metrics.items()})
-        mlflow.log_artifacts(str(out_dir / "plots"), "plots")
+        mlflow.log_artifacts(str(ctx.out_dir / "plots"), "plots")
         champion_version, champ_proba = champion_task(name, splits.test, target)
         decision = gate_task(settings, assessment, champion_version, champ_proba, splits.test)
         logger.info("gate: %s", decision.reason)
 
+        # register, package, promote
         child_run_id, model_uri = logged[best.candidate]
-        with mlflow.start_run(run_id=child_run_id, nested=True):
-            mlflow.log_metrics({f"test_{k}": v for k, v in assessment.metrics.items()})
-        tags = lineage_tags(
-            dataset_md5=md5,
-            dataset_path=settings.data.path,
-            git=commit,
-            params_hash=phash,
-            candidate=model.name,
-            family=model.family,
+        registry.client().log_batch(
+            child_run_id,
+            metrics=[Metric(f"test_{k}", v, int(time.time() * 1000), 0) for k, v in assessment.metrics.items()],
         )
-        tags |= {
-            "pipeline_run_id": run_id,
-            "code_hash": code_hash,
-            "fingerprint": fingerprint,
-            "validation": "passed" + (f" with {len(report.warnings())} warnings" if report.warnings() else ""),
-            "validation_report": report_uri,
-            "decision": "promote" if decision.promote else "keep",
-            "decision_reason": decision.reason[:500],
-        } | decision.to_tags()
+        validation = "passed" + (f" with {len(report.warnings())} warnings" if report.warnings() else "")
+        tags = (
+            lineage_tags(
+                dataset_md5=md5,
+                dataset_path=settings.data.path,
+                git=ctx.commit,
+                params_hash=phash,
+                candidate=model.name,
+                family=model.family,
+            )
+            | {
+                "pipeline_run_id": ctx.run_id,
+                "code_hash": code_hash,
+                "fingerprint": ctx.fingerprint,
+                "validation": validation,
+                "validation_report": report_uri,
+                "decision": "promote" if decision.promote else "keep",
+                "decision_reason": decision.reason[:500],
+            }
+            | decision.to_tags()
+        )
         version = register_task(model_uri, name, child_run_id, tags)
         mlflow.log_dict(decision.to_dict(), "promotion_decision.json")
-
-        bento_tag, aliases, notes = None, [], []
-        if decision.promote:
-            metadata = {
-                "model_version": version.version,
-                "dataset_md5": md5,
-                "git_commit": commit,
-                "params_hash": phash,
-                "candidate": model.name,
-                "decision": "promote",
-            }
-            bento_tag = package_task(
-                settings,
-                version.version,
-                metadata,
-                _request_schema(frame, model.feature_columns, contract_path),
-                root,
-            )
-            registry.set_version_tags(name, version.version, {"bento_tag": bento_tag})
-            outcome = promote_task(name, version.version, champion_version, decision.reason, root)
-            if outcome.promoted:
-                aliases.append("champion")
-            else:
-                notes.append(outcome.reason)
-                registry.set_version_tags(
-                    name, version.version, {"decision": "keep", "decision_reason": outcome.reason}
-                )
-        elif all(t["passed"] for t in decision.thresholds.values()) and champion_version is not None:
-            from components.promotion import mark_challenger
-
-            mark_challenger(name, version.version, lock_dir=root / ".mlops")
-            aliases.append("challenger")
-
+        bento_tag, aliases, notes = _release(ctx, model, frame, decision, champion_version, version)
         registry.set_version_tags(name, version.version, {"completed": "true"})
+
         summary = RunSummary(
             dataset_path=settings.data.path,
             dataset_md5=md5,
             n_rows=len(frame),
             split_sizes=splits.sizes(),
-            validation=f"{tags['validation']}; drift vs {reference_note} (report: {report_uri})",
+            validation=f"{validation}; drift vs {reference_note} (report: {report_uri})",
             candidates={k: v.metrics for k, v in results.items()},
             chosen=best.candidate,
             test_metrics=assessment.metrics,
@@ -398,7 +437,7 @@ def training_pipeline(
             bento_tag=bento_tag,
             decision=decision.reason,
             tracking_uri=tracking_uri,
-            run_id=run_id,
+            run_id=ctx.run_id,
             notes=notes,
             gate=decision.summary_lines()[1:],
         )
