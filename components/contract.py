@@ -71,9 +71,7 @@ class ColumnRule:
         if self.dtype not in DTYPES:
             raise ContractError(f"{where}.dtype: {self.dtype!r} is not one of {', '.join(DTYPES)}")
         if self.on_unseen not in SEVERITIES:
-            raise ContractError(
-                f"{where}.on_unseen: {self.on_unseen!r} is not one of {', '.join(SEVERITIES)}"
-            )
+            raise ContractError(f"{where}.on_unseen: {self.on_unseen!r} is not one of {', '.join(SEVERITIES)}")
         if self.max_null_fraction is not None and not 0 <= self.max_null_fraction <= 1:
             raise ContractError(f"{where}.max_null_fraction: must be between 0 and 1")
         if self.min is not None and self.max is not None and self.min > self.max:
@@ -204,9 +202,7 @@ def _column_from_dict(name: str, spec: Any) -> ColumnRule:
     spec = dict(spec or {})
     for key in spec:
         if key not in _COLUMN_KEYS:
-            raise ContractError(
-                f"columns.{name}.{key}: unknown key; known: {', '.join(sorted(_COLUMN_KEYS))}"
-            )
+            raise ContractError(f"columns.{name}.{key}: unknown key; known: {', '.join(sorted(_COLUMN_KEYS))}")
     if spec.get("allowed") is not None:
         if not isinstance(spec["allowed"], list):
             raise ContractError(f"columns.{name}.allowed: expected a list")
@@ -310,9 +306,7 @@ _COMMENTS = {
 def save_contract(contract: Contract, path: str | Path) -> None:
     """Write the contract as commented YAML that :func:`load_contract` reads back."""
     data = contract_to_dict(contract)
-    parts = [
-        f"# Data contract '{contract.name}'. Rules fail with their severity: block | warn | quarantine.\n"
-    ]
+    parts = [f"# Data contract '{contract.name}'. Rules fail with their severity: block | warn | quarantine.\n"]
     for key, value in data.items():
         if key in _COMMENTS:
             parts.append(f"\n# {_COMMENTS[key]}\n")
@@ -390,9 +384,7 @@ def _infer_column(series: pd.Series, name: str, margin: float) -> ColumnRule:
     return ColumnRule(name=name, **spec)
 
 
-def infer_contract(
-    frame: pd.DataFrame, target: str, *, name: str | None = None, margin: float = 0.1
-) -> Contract:
+def infer_contract(frame: pd.DataFrame, target: str, *, name: str | None = None, margin: float = 0.1) -> Contract:
     """A draft contract from a reference frame: review and tighten it by hand."""
     if target not in frame.columns:
         raise ContractError(f"target: '{target}' is not a column of the frame")
@@ -404,10 +396,7 @@ def infer_contract(
         columns.append(rule)
     shares = frame[target].value_counts(normalize=True)
     labels = sorted(_native(v) for v in shares.index)
-    balance = {
-        _native(k): (round(max(0.0, v - margin), 4), round(min(1.0, v + margin), 4))
-        for k, v in shares.items()
-    }
+    balance = {_native(k): (round(max(0.0, v - margin), 4), round(min(1.0, v + margin), 4)) for k, v in shares.items()}
     keys = [c.name for c in columns if c.name != target and looks_like_key(frame[c.name], c.name)]
     return Contract(
         name=name or "inferred",
@@ -457,8 +446,7 @@ def _check_last_line(path: Path, sep: str, n_fields: int, header: list[str], enc
         )
 
 
-def _read_csv(path: Path, contract: Contract) -> pd.DataFrame:
-    opts = contract.reading
+def _read_csv(path: Path, opts: ReadOptions, expected: list[str] | None) -> pd.DataFrame:
     sep = opts.delimiter or ","
     with open(path, "rb") as handle:
         if not handle.read(4096).strip():
@@ -489,7 +477,7 @@ def _read_csv(path: Path, contract: Contract) -> pd.DataFrame:
     except pd.errors.ParserWarning:
         raise DataReadError(f"{path}: malformed CSV: some rows have more fields than the header") from None
     frame.columns = [str(c).strip() for c in frame.columns]
-    if not set(frame.columns) & set(contract.column_names()):
+    if expected is not None and not set(frame.columns) & set(expected):
         header = " ".join(map(str, frame.columns))
         likely = [d for d in (",", ";", "\t", "|") if d != sep and d in header]
         hint = f"; the header looks {likely[0]!r}-separated" if likely else ""
@@ -550,6 +538,16 @@ def normalise(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index)
 
 
+def read_table(path: str | Path, reading: ReadOptions) -> pd.DataFrame:
+    """Read a CSV or Parquet file with reading options only (no contract yet: used to draft one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataReadError(f"{path}: file not found")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    return _read_csv(path, reading, None)
+
+
 def read_with_contract(path: str | Path, contract: Contract) -> pd.DataFrame:
     """Read a CSV or Parquet file with the contract's reading options and dtypes.
 
@@ -566,9 +564,7 @@ def read_with_contract(path: str | Path, contract: Contract) -> pd.DataFrame:
         except Exception as err:  # pyarrow raises several unrelated types
             raise DataReadError(f"{path}: not a readable Parquet file: {err}") from None
     else:
-        frame = _read_csv(path, contract)
+        frame = _read_csv(path, contract.reading, contract.column_names())
     if len(frame) == 0:
-        raise DataReadError(
-            f"{path}: header only, no data rows (columns: {', '.join(map(str, frame.columns))})"
-        )
+        raise DataReadError(f"{path}: header only, no data rows (columns: {', '.join(map(str, frame.columns))})")
     return normalise(frame, contract)

@@ -109,14 +109,23 @@ def client():
     return MlflowClient()
 
 
+_NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+
+
 def alias_version(name: str, alias: str) -> str | None:
-    """The version an alias points at, or None."""
+    """The version an alias points at, or None if the model or alias does not exist.
+
+    Any other failure (a tracking server that is down) propagates, so callers retry instead of
+    mistaking an outage for "no champion".
+    """
     from mlflow.exceptions import MlflowException
 
     try:
         return str(client().get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as err:
+        if err.error_code in _NOT_FOUND:
+            return None
+        raise
 
 
 def set_alias(name: str, alias: str, version: str) -> None:

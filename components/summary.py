@@ -35,6 +35,18 @@ class RunSummary:
         return asdict(self)
 
 
+def redact_uri(uri: str) -> str:
+    """Drop credentials (``user:password@``) from a URI before it is printed or stored."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return uri
+
+
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
@@ -58,9 +70,7 @@ def render_markdown(s: RunSummary) -> str:
         lines.append(f"| {name}{mark} | " + " | ".join(_fmt(metrics.get(m)) for m in SHOWN_METRICS) + " |")
     lines.append("")
     if s.test_metrics:
-        lines.append(
-            "- held-out test: " + ", ".join(f"{m} {_fmt(s.test_metrics.get(m))}" for m in SHOWN_METRICS)
-        )
+        lines.append("- held-out test: " + ", ".join(f"{m} {_fmt(s.test_metrics.get(m))}" for m in SHOWN_METRICS))
     if s.version:
         alias_text = ", ".join(f"@{a}" for a in s.aliases) or "no alias"
         lines.append(f"- registered: `{s.registered_model}` version {s.version} ({alias_text})")
@@ -76,7 +86,7 @@ def render_markdown(s: RunSummary) -> str:
     lines += [
         "",
         "Next:",
-        f"- `mlflow ui --backend-store-uri {s.tracking_uri}`" if s.tracking_uri else "- `mlflow ui`",
+        f"- `mlflow ui --backend-store-uri {redact_uri(s.tracking_uri)}`" if s.tracking_uri else "- `mlflow ui`",
         "- `mlops status` to list versions and aliases",
         "- `mlops serve` (or `make serve`) to serve the champion's bento on 127.0.0.1:3000",
     ]

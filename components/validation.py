@@ -249,14 +249,34 @@ def _from_gx(check: Check, res: Any, n_rows: int) -> RuleResult:
     )
 
 
+def _groups_by_columns(checks: list[Check]) -> dict[tuple[str, ...], list[int]]:
+    """GX checks grouped by the columns they read; table-level checks ride with the first group."""
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, c in enumerate(checks):
+        if c.expectation.startswith("pandas."):
+            continue
+        cols = c.kwargs.get("column_list") or ([c.kwargs["column"]] if "column" in c.kwargs else [])
+        groups.setdefault(tuple(cols), []).append(i)
+    table = groups.pop((), [])
+    if table:
+        first = next(iter(groups), ())
+        groups[first] = sorted(groups.get(first, []) + table)
+    return groups
+
+
 def run_checks(frame: pd.DataFrame, contract: Contract, checks: list[Check]) -> list[RuleResult]:
     """Run ``checks`` (GX expectations through GX, ``pandas.*`` ones in pandas); results in order."""
-    suite = build_suite(contract, checks)
     result_format = {"result_format": "BASIC", "partial_unexpected_count": PARTIAL_EXAMPLES}
+    by_index = {}
     with _GX_LOCK:
-        batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
-        outcome = batch.validate(suite, result_format=result_format)
-    by_index = {r.expectation_config.meta["check"]: r for r in outcome.results}
+        definition = _batch_definition()
+        for columns, idx in _groups_by_columns(checks).items():
+            # GX filters the whole frame per column rule; giving it only the columns a group reads
+            # makes that copy narrow (5M rows x 15 columns: 14.7 -> 4.9 CPU s).
+            part = frame[list(columns)] if columns else frame
+            batch = definition.get_batch(batch_parameters={"dataframe": part})
+            outcome = batch.validate(build_suite(contract, [checks[i] for i in idx]), result_format=result_format)
+            by_index |= {idx[r.expectation_config.meta["check"]]: r for r in outcome.results}
     return [
         _from_gx(c, by_index[i], len(frame)) if i in by_index else _row_check_in_pandas(frame, c)
         for i, c in enumerate(checks)
@@ -266,9 +286,7 @@ def run_checks(frame: pd.DataFrame, contract: Contract, checks: list[Check]) -> 
 # --- checks run in pandas -------------------------------------------------------
 
 
-def _pandas_result(
-    rule: str, column: str | None, severity: str, success: bool, observed: Any, **kw
-) -> RuleResult:
+def _pandas_result(rule: str, column: str | None, severity: str, success: bool, observed: Any, **kw) -> RuleResult:
     return RuleResult(rule, column, f"pandas.{rule}", severity, success, _jsonable(observed), **kw)
 
 
@@ -341,9 +359,7 @@ def aggregate_checks(frame: pd.DataFrame, contract: Contract, usable: set[str]) 
             constant, value = _is_constant(frame[col.name])
             observed = f"every value is {value!r}" if constant else "varies"
             results.append(
-                _pandas_result(
-                    "not_constant", col.name, col.severity_of("not_constant"), not constant, observed
-                )
+                _pandas_result("not_constant", col.name, col.severity_of("not_constant"), not constant, observed)
             )
     if contract.class_balance and contract.target in usable:
         shares = frame[contract.target].value_counts(normalize=True)
@@ -393,16 +409,10 @@ def _write_frame(frame: pd.DataFrame, path: Path) -> None:
         frame.to_csv(path, index=False)
 
 
-def quarantine(
-    frame: pd.DataFrame, failed: list[Check], path: str | Path | None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+def quarantine(frame: pd.DataFrame, failed: list[Check], path: str | Path | None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split ``frame`` into kept and quarantined rows; the latter name their rules."""
     masks = [(c, failing_rows(frame, c)) for c in failed]
-    bad = (
-        np.logical_or.reduce([m.to_numpy(dtype=bool) for _, m in masks])
-        if masks
-        else np.zeros(len(frame), bool)
-    )
+    bad = np.logical_or.reduce([m.to_numpy(dtype=bool) for _, m in masks]) if masks else np.zeros(len(frame), bool)
     rejected = frame[bad].copy()
     reasons = pd.Series("", index=rejected.index, dtype="str")
     for check, mask in masks:
@@ -421,13 +431,9 @@ def quarantine(
 def _drift_results(drift: dict, contract: Contract) -> list[RuleResult]:
     results = []
     for name, stats in drift["columns"].items():
-        observed = {
-            k: v for k, v in stats.items() if k in ("psi", "ks", "new_category_share", "new_categories")
-        }
+        observed = {k: v for k, v in stats.items() if k in ("psi", "ks", "new_category_share", "new_categories")}
         results.append(
-            RuleResult(
-                "drift", name, "drift.psi", contract.drift.severity, not stats["drifted"], _jsonable(observed)
-            )
+            RuleResult("drift", name, "drift.psi", contract.drift.severity, not stats["drifted"], _jsonable(observed))
         )
     return results
 
@@ -449,9 +455,7 @@ def validate_frame(
     checks = compile_checks(contract, usable)
     check_results = run_checks(frame, contract, checks)
     results += check_results + aggregate_checks(frame, contract, usable)
-    failed_q = [
-        c for c, r in zip(checks, check_results, strict=True) if r.severity == "quarantine" and not r.success
-    ]
+    failed_q = [c for c, r in zip(checks, check_results, strict=True) if r.severity == "quarantine" and not r.success]
     kept, rejected = quarantine(frame, failed_q, quarantine_path)
     fraction = len(rejected) / n_rows if n_rows else 0.0
     results.append(
@@ -485,9 +489,7 @@ def validate_frame(
     return report, kept
 
 
-def basic_contract(
-    frame: pd.DataFrame, target: str, *, min_rows: int = 1, max_null_fraction: float = 0.0
-) -> Contract:
+def basic_contract(frame: pd.DataFrame, target: str, *, min_rows: int = 1, max_null_fraction: float = 0.0) -> Contract:
     """Minimal checks when no contract file is configured.
 
     The frame's columns must be there with no more nulls than allowed, the target

@@ -22,19 +22,32 @@ def _model_name(args: argparse.Namespace) -> str:
 
 
 def cmd_contract_infer(args: argparse.Namespace) -> int:
-    from components.contract import infer_contract, save_contract
-    from components.data import read_source
+    import dataclasses
+
+    from components.contract import ReadOptions, infer_contract, normalise, read_table, save_contract
 
     out = Path(args.out)
     if out.exists() and not args.force:
         print(f"error: {out} exists; pass --force to overwrite it", file=sys.stderr)
         return 2
-    frame = read_source(args.data)
+    reading = ReadOptions(
+        na_values=args.na_values.split(",") if args.na_values is not None else ReadOptions().na_values,
+        delimiter=args.delimiter,
+        label_strip_suffix=args.label_strip_suffix,
+    )
+    frame = read_table(args.data, reading)
     if args.target not in frame.columns:
-        print(f"error: target column '{args.target}' is not in {args.data}", file=sys.stderr)
+        print(
+            f"error: target column '{args.target}' is not in {args.data} "
+            f"(columns: {', '.join(map(str, frame.columns))})",
+            file=sys.stderr,
+        )
         return 2
+    draft = dataclasses.replace(infer_contract(frame, args.target, name=out.stem), reading=reading)
+    # Infer again on the normalised frame so bounds and labels see what validation will see.
+    contract = dataclasses.replace(infer_contract(normalise(frame, draft), args.target, name=out.stem), reading=reading)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_contract(infer_contract(frame, args.target, name=out.stem), out)
+    save_contract(contract, out)
     print(f"wrote draft contract {out} ({frame.shape[1]} columns, {len(frame)} rows): review and tighten it")
     return 0
 
@@ -95,14 +108,15 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 def add_commands(sub) -> None:
     """Register the extra sub-commands on the `mlops` parser."""
-    contract = sub.add_parser("contract", help="data contracts").add_subparsers(
-        dest="contract_cmd", required=True
-    )
+    contract = sub.add_parser("contract", help="data contracts").add_subparsers(dest="contract_cmd", required=True)
     p = contract.add_parser("infer", help="draft a contract from a reference dataset")
     p.add_argument("--data", required=True, help="reference CSV or Parquet file")
     p.add_argument("--target", required=True, help="the label column")
     p.add_argument("--out", required=True, help="where to write the YAML contract")
     p.add_argument("--force", action="store_true", help="overwrite an existing contract")
+    p.add_argument("--delimiter", help="CSV delimiter (default ',')")
+    p.add_argument("--na-values", help="comma-separated missing-value markers (default: '',NA,N/A,NaN,null,?)")
+    p.add_argument("--label-strip-suffix", help="suffix to strip from labels, e.g. '.'")
     p.set_defaults(func=cmd_contract_infer)
 
     p = sub.add_parser("validate", help="validate a dataset against a contract (exit 4 when rejected)")
@@ -120,9 +134,7 @@ def add_commands(sub) -> None:
     p.add_argument("--reason", default="rollback requested")
     p.set_defaults(func=cmd_rollback)
 
-    p = sub.add_parser(
-        "lineage", help="bento → version → run → data → commit → params → validation → decision"
-    )
+    p = sub.add_parser("lineage", help="bento → version → run → data → commit → params → validation → decision")
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--alias")
     group.add_argument("--version")

@@ -24,7 +24,7 @@ from components.config import ConfigError, Settings, load_settings, params_hash
 from components.evaluate import EvalResult, choose_best, evaluate
 from components.lineage import git_commit, lineage_tags
 from components.model import TrainedModel
-from components.summary import RunSummary, render_markdown
+from components.summary import RunSummary, redact_uri, render_markdown
 
 IO_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 5, 15]}
 
@@ -50,7 +50,9 @@ def validate_task(frame, contract_path: str | None, target: str, reference, out_
     html = write_report(report, out_dir, title=f"Validation of {len(frame)} rows")
     if not report.success:
         raise DataRejectedError(report, html)
-    return report, accepted, html
+    # Columns the contract marks `feature: false` (ids, free text) never reach a model.
+    features = [c for c in contract.feature_columns() if c in accepted.columns]
+    return report, accepted[[*features, target]], html
 
 
 @task(name="drift-reference")
@@ -222,7 +224,7 @@ def _skipped(name: str, version: dict, fingerprint: str, md5: str, path: str, tr
         aliases=version["aliases"],
         bento_tag=version["tags"].get("bento_tag"),
         decision="skipped: " + note,
-        tracking_uri=tracking_uri,
+        tracking_uri=redact_uri(tracking_uri),
         skipped=True,
     )
     markdown = render_markdown(summary)
@@ -436,7 +438,7 @@ def training_pipeline(
             aliases=aliases,
             bento_tag=bento_tag,
             decision=decision.reason,
-            tracking_uri=tracking_uri,
+            tracking_uri=redact_uri(tracking_uri),
             run_id=ctx.run_id,
             notes=notes,
             gate=decision.summary_lines()[1:],
