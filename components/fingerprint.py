@@ -4,6 +4,7 @@ The same hashes serve Prefect (skip a run, cache keys) and DVC parity: the hash
 of a file is its md5, and the hash of a directory is computed exactly as DVC 3
 computes a ``.dir`` md5 (without the ``.dir`` suffix), so
 ``dataset_fingerprint("data")`` equals the md5 recorded in ``data.dvc``.
+``Inputs`` and ``decide`` turn them into the retraining decision (pure: tags in, reason out).
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ from pathlib import Path
 from typing import Any
 
 _MISSING = object()
-TAG_FINGERPRINT, TAG_CODE, TAG_PARAMS = "fingerprint", "code_hash", "training_params_hash"
+# Model-version tags of the retraining decision. The training flow writes its own ``fingerprint``
+# (over all params); these hash only the params training reads, so a serve-only change is no reason.
+TAG_FINGERPRINT = "retraining.fingerprint"
+TAG_PARAMS = "retraining.params_hash"
+TAG_CODE = "retraining.code_hash"
 
 
 def file_md5(path: str | Path) -> str:
@@ -111,7 +116,7 @@ class Inputs:
     """What one training run consumes, as hashes; recorded as model-version tags."""
 
     dataset_md5: str
-    params_hash: str
+    params_hash: str  # over the params training reads
     code_hash: str
 
     @property
@@ -122,31 +127,47 @@ class Inputs:
         return {**asdict(self), "fingerprint": self.fingerprint}
 
     def tags(self) -> dict[str, str]:
-        """Model-version tags; ``dataset_md5`` is the same key the training flow writes."""
-        return {
-            "dataset_md5": self.dataset_md5,
-            TAG_PARAMS: self.params_hash,
-            TAG_CODE: self.code_hash,
-            TAG_FINGERPRINT: self.fingerprint,
-        }
+        return {TAG_PARAMS: self.params_hash, TAG_CODE: self.code_hash, TAG_FINGERPRINT: self.fingerprint}
 
-    def changes(self, tags: dict[str, str]) -> list[str]:
-        """Which inputs differ from those recorded in ``tags`` (a model version's), in words."""
+    def changes(self, tags: dict[str, str], all_params_hash: str) -> list[str]:
+        """What differs from the inputs recorded in a version's ``tags``, in words.
+
+        A version without retraining tags is compared on the training flow's own tags.
+        """
+        params = (
+            ("params hash", self.params_hash, tags.get(TAG_PARAMS))
+            if TAG_PARAMS in tags
+            else ("params hash (all params)", all_params_hash, tags.get("params_hash"))
+        )
         pairs = [
             ("dataset md5", self.dataset_md5, tags.get("dataset_md5")),
-            ("params hash", self.params_hash, tags.get(TAG_PARAMS)),
-            ("code hash", self.code_hash, tags.get(TAG_CODE)),
+            params,
+            ("code hash", self.code_hash, tags.get(TAG_CODE, tags.get("code_hash"))),
         ]
-        return [
-            f"{label} {(old or 'unrecorded')[:12]} -> {new[:12]}" for label, new, old in pairs if new != old
-        ]
+        changed = [(label, new, old) for label, new, old in pairs if new != old]
+        return [f"{label} {(old or 'unrecorded')[:12]} -> {new[:12]}" for label, new, old in changed]
 
 
 @dataclass(frozen=True)
 class Decision:
     retrain: bool
     reason: str
-    adopt: str | None = None  # champion version whose missing fingerprint is recorded instead
+    adopt: str | None = None  # champion version to record this run's tags on instead of training
+
+
+def _same_training_inputs(tags: dict[str, str], inputs: Inputs, lineage: dict[str, str]) -> bool:
+    """The training flow's own record proves these inputs: its fingerprint, or (older versions
+    without one) the same dataset md5 and params hash at the same clean git commit."""
+    if "fingerprint" in tags:
+        return tags["fingerprint"] == lineage["fingerprint"]
+    commit = lineage["git_commit"]
+    return (
+        commit != "uncommitted"
+        and not commit.endswith("-dirty")
+        and tags.get("git_commit") == commit
+        and tags.get("dataset_md5") == inputs.dataset_md5
+        and tags.get("params_hash") == lineage["params_hash"]
+    )
 
 
 def decide(
@@ -155,9 +176,12 @@ def decide(
     versions: list[dict[str, Any]],
     lineage: dict[str, str],
 ) -> Decision:
-    """Retrain or skip, and why: skip when the champion (or an unpromoted earlier version) was trained
-    from these exact inputs. A champion trained before fingerprints were recorded is adopted when its
-    lineage tags prove the same inputs: same dataset md5, full params hash and clean git commit.
+    """Retrain or skip, and why.
+
+    Skip when the champion, or an earlier version that is not the champion, was trained from
+    these exact inputs. ``lineage`` holds what the training flow would record for them
+    (``fingerprint`` and ``params_hash`` over all params, ``git_commit``); a champion trained
+    outside this flow is adopted when that record matches.
     """
     if champion is None:
         return Decision(True, "no champion yet: training the first model")
@@ -168,19 +192,11 @@ def decide(
             f"nothing changed: champion v{version} was trained from the same dataset "
             f"(md5 {inputs.dataset_md5[:12]}), params and code (fingerprint {inputs.fingerprint})",
         )
-    commit = lineage["git_commit"]
-    clean = commit != "uncommitted" and not commit.endswith("-dirty")
-    if (
-        TAG_FINGERPRINT not in tags
-        and clean
-        and tags.get("git_commit") == commit
-        and tags.get("dataset_md5") == inputs.dataset_md5
-        and tags.get("params_hash") == lineage["params_hash"]
-    ):
+    if TAG_FINGERPRINT not in tags and _same_training_inputs(tags, inputs, lineage):
         return Decision(
             False,
-            f"nothing changed: champion v{version} was trained at clean commit {commit[:12]} "
-            "from the same dataset and params; recorded its fingerprint",
+            f"nothing changed: champion v{version} was trained from the same dataset, params and code "
+            "(per its training record); recorded the retraining fingerprint on it",
             adopt=version,
         )
     tried = [v for v in versions if v["tags"].get(TAG_FINGERPRINT) == inputs.fingerprint]
@@ -192,4 +208,5 @@ def decide(
             f"v{last['version']} was already trained from these exact inputs and is not the "
             f"champion ({why}); training again would repeat it",
         )
-    return Decision(True, f"changed since champion v{version}: " + "; ".join(inputs.changes(tags)))
+    changes = inputs.changes(tags, lineage["params_hash"]) or ["inputs recorded differently"]
+    return Decision(True, f"changed since champion v{version}: " + "; ".join(changes))

@@ -79,8 +79,7 @@ def read_registry(root: Path, name: str, alias: str) -> tuple[dict[str, Any] | N
             return None, []
         raise
     versions = [
-        {"version": str(mv.version), "tags": dict(mv.tags)}
-        for mv in client.search_model_versions(f"name='{name}'")
+        {"version": str(mv.version), "tags": dict(mv.tags)} for mv in client.search_model_versions(f"name='{name}'")
     ]
     champ = str(aliases[alias]) if alias in aliases else None
     return next((v for v in versions if v["version"] == champ), None), versions
@@ -90,9 +89,7 @@ def _run(root: Path, *args: str, timeout: float = 900) -> str:
     cmd = [sys.executable, "-m", "dvc", *args[1:]] if args[0] == "dvc" else list(args)
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode != 0:
-        raise RuntimeError(
-            f"`{' '.join(args)}` failed ({proc.returncode}): {redact(proc.stderr.strip())[-1500:]}"
-        )
+        raise RuntimeError(f"`{' '.join(args)}` failed ({proc.returncode}): {redact(proc.stderr.strip())[-1500:]}")
     return proc.stdout.strip()
 
 
@@ -127,7 +124,7 @@ def fingerprint_task(params: dict[str, Any], root: Path, staged: Path) -> fp.Inp
 
 
 @task(name="read-registry", timeout_seconds=180, **IO_RETRIES)
-def read_registry_task(root: Path, name: str, alias: str):
+def read_registry_task(root: Path, name: str, alias: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     return read_registry(root, name, alias)
 
 
@@ -142,7 +139,9 @@ def version_data_task(root: Path, source: Path | None, dataset: Path, expected_m
         return {"tracked": False, "note": "not a DVC repository: the dataset was not versioned"}
     target = dvc_target(root, dataset)
     _run(root, "dvc", "add", "--quiet", target)
-    remote = _run(root, "dvc", "remote", "default")
+    query = [sys.executable, "-m", "dvc", "remote", "default"]
+    found = subprocess.run(query, cwd=root, capture_output=True, text=True, timeout=120, check=False)
+    remote = found.stdout.strip() if found.returncode == 0 else None  # exit 1: "No default remote set"
     return {"tracked": True, "target": target, "dvc_file": f"{target}.dvc", "remote": remote or None}
 
 
@@ -175,7 +174,7 @@ def render_markdown(r: dict[str, Any]) -> str:
     recorded = {
         "dataset_md5": champ["tags"].get("dataset_md5"),
         "params_hash": champ["tags"].get(fp.TAG_PARAMS),
-        "code_hash": champ["tags"].get(fp.TAG_CODE),
+        "code_hash": champ["tags"].get(fp.TAG_CODE, champ["tags"].get("code_hash")),
         "fingerprint": champ["tags"].get(fp.TAG_FINGERPRINT),
     }
     lines = [
@@ -201,9 +200,10 @@ def render_markdown(r: dict[str, Any]) -> str:
         lines.append(f"- dataset version: {text}")
     if r.get("version"):
         aliases = ", ".join(f"@{a}" for a in r["aliases"]) or "no alias"
-        lines.append(f"- training: `{r['registered_model']}` version {r['version']} ({aliases})")
+        how = "already trained from these inputs, reused" if r.get("training_skipped") else "registered"
+        lines.append(f"- training: {how} `{r['registered_model']}` version {r['version']} ({aliases})")
     if r.get("adopted"):
-        lines.append(f"- recorded the fingerprint on champion v{r['adopted']}")
+        lines.append(f"- recorded the retraining fingerprint on champion v{r['adopted']}")
     if r.get("secrets_loaded"):
         lines.append(f"- loaded from Secret blocks: {', '.join(r['secrets_loaded'])} (values not shown)")
     return "\n".join(lines) + "\n"
@@ -244,7 +244,12 @@ def retraining(
         staged, source = find_data_task(incoming, dataset, Path(stage))
         inputs = fingerprint_task(params, root, staged)
         champion, versions = read_registry_task(root, name, settings.promote.alias)
-        lineage = {"params_hash": params_hash(params), "git_commit": git_commit(root)}
+        all_params = params_hash(params)  # what training-pipeline records, over all params
+        lineage = {
+            "params_hash": all_params,
+            "git_commit": git_commit(root),
+            "fingerprint": fp.run_fingerprint(inputs.dataset_md5, all_params, inputs.code_hash),
+        }
         decision = fp.decide(inputs, champion, versions, lineage)
         result |= {
             "action": "train" if decision.retrain else "skip",
@@ -262,20 +267,16 @@ def retraining(
             if dvc["tracked"] and dvc["remote"]:
                 dvc["pushed"] = dvc_push_task(root, dvc["dvc_file"])
             if dvc["tracked"] and commit_data:
-                dvc["commit"] = commit_data_task(
-                    root, dvc["dvc_file"], f"data: dataset md5 {inputs.dataset_md5}"
-                )
+                dvc["commit"] = commit_data_task(root, dvc["dvc_file"], f"data: dataset md5 {inputs.dataset_md5}")
             result["dvc"] = dvc
             summary = training_pipeline(params_path=params_path, overrides=overrides)
-            record_task(
-                root,
-                name,
-                str(summary["version"]),
-                inputs.tags() | {"retraining_reason": decision.reason[:500]},
-            )
-            result |= {"version": str(summary["version"]), "aliases": list(summary.get("aliases") or [])}
+            version = str(summary["version"])
+            record_task(root, name, version, inputs.tags() | {"retraining.reason": decision.reason[:500]})
+            result |= {
+                "version": version,
+                "aliases": list(summary.get("aliases") or []),
+                "training_skipped": bool(summary.get("skipped")),
+            }
     result["markdown"] = redact(render_markdown(result))
-    create_markdown_artifact(
-        result["markdown"], key="retraining-summary", description="retraining: what and why"
-    )
+    create_markdown_artifact(result["markdown"], key="retraining-summary", description="retraining: what and why")
     return result

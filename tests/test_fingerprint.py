@@ -53,9 +53,7 @@ def test_directory_hash_depends_on_names_and_content_not_creation_order(tmp_path
 
 def test_hashes_equal_what_dvc_records(tmp_path):
     """Parity: our md5 of a directory/file is the md5 `dvc add` writes into the .dvc file."""
-    _write_tree(
-        tmp_path, {"data/d.parquet": os.urandom(3000), "data/sub/e.csv": b"x\n1\n", "single.csv": b"y\n2\n"}
-    )
+    _write_tree(tmp_path, {"data/d.parquet": os.urandom(3000), "data/sub/e.csv": b"x\n1\n", "single.csv": b"y\n2\n"})
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     for args in (["init", "--no-scm", "-q"], ["add", "-q", "data", "single.csv"]):
         subprocess.run([sys.executable, "-m", "dvc", *args], cwd=tmp_path, env=env, check=True, timeout=300)
@@ -125,7 +123,7 @@ def test_run_fingerprint_changes_with_each_part():
 
 
 INPUTS = Inputs(dataset_md5="d" * 32, params_hash="p" * 16, code_hash="c" * 16)
-LINEAGE = {"params_hash": "full-hash", "git_commit": "abc123"}
+LINEAGE = {"params_hash": "full-hash", "git_commit": "abc123", "fingerprint": "training-fp"}
 
 
 def _version(version, **tags):
@@ -136,21 +134,30 @@ def test_decide_trains_without_a_champion_and_skips_on_the_same_fingerprint():
     assert decide(INPUTS, None, [], LINEAGE).retrain
     champion = _version("3", **INPUTS.tags())
     decision = decide(INPUTS, champion, [champion], LINEAGE)
-    assert (
-        not decision.retrain and "nothing changed: champion v3" in decision.reason and decision.adopt is None
-    )
+    assert not decision.retrain and "nothing changed: champion v3" in decision.reason and decision.adopt is None
 
 
 def test_decide_names_what_changed():
     old = Inputs(dataset_md5="e" * 32, params_hash="p" * 16, code_hash="f" * 16)
-    champion = _version("2", **old.tags())
+    champion = _version("2", dataset_md5=old.dataset_md5, **old.tags())
     decision = decide(INPUTS, champion, [champion], LINEAGE)
     assert decision.retrain
     assert "dataset md5 eeeeeeeeeeee -> dddddddddddd" in decision.reason and "code hash" in decision.reason
     assert "params hash" not in decision.reason
 
 
-def test_decide_adopts_a_champion_only_when_lineage_proves_the_same_inputs():
+def test_decide_adopts_a_champion_whose_training_record_matches():
+    """Trained by the training flow directly: its own fingerprint (all params) is the proof."""
+    recorded = {"dataset_md5": INPUTS.dataset_md5, "params_hash": "full-hash", "code_hash": "old-code"}
+    same = _version("5", fingerprint="training-fp", **recorded)
+    decision = decide(INPUTS, same, [same], LINEAGE)
+    assert not decision.retrain and decision.adopt == "5" and "per its training record" in decision.reason
+    other = _version("5", fingerprint="other-fp", **recorded)
+    decision = decide(INPUTS, other, [other], LINEAGE)
+    assert decision.retrain and decision.reason == "changed since champion v5: code hash old-code -> cccccccccccc"
+
+
+def test_decide_adopts_an_older_champion_only_when_lineage_proves_the_same_inputs():
     lineage_tags = {"dataset_md5": INPUTS.dataset_md5, "params_hash": "full-hash", "git_commit": "abc123"}
     champion = _version("1", **lineage_tags)
     decision = decide(INPUTS, champion, [champion], LINEAGE)
@@ -166,6 +173,4 @@ def test_decide_does_not_repeat_a_run_that_was_not_promoted():
     champion = _version("1", dataset_md5="old")
     tried = _version("2", **INPUTS.tags(), decision_reason="gate: f1 below threshold")
     decision = decide(INPUTS, champion, [tried, champion], LINEAGE)
-    assert (
-        not decision.retrain and "v2 was already trained" in decision.reason and "f1 below" in decision.reason
-    )
+    assert not decision.retrain and "v2 was already trained" in decision.reason and "f1 below" in decision.reason

@@ -108,16 +108,16 @@ def fake_train(monkeypatch, tmp_path):
 
 def test_newest_incoming_file_wins(tmp_path):
     now = time.time()
-    _drop_csv(tmp_path, "old.csv", 5, 0, mtime=now - 100)
-    new = _drop_csv(tmp_path, "new.csv", 5, 1, mtime=now)
-    _drop_csv(tmp_path, ".partial.csv", 5, 2, mtime=now + 10)
-    (tmp_path / "notes.txt").write_text("not data")
-    assert rt.newest_data_file(tmp_path) == new
+    for name, age in (("old.csv", 100), ("new.parquet", 0), (".partial.csv", -10), ("notes.txt", -20)):
+        (tmp_path / name).write_text("x\n1\n")
+        os.utime(tmp_path / name, (now - age, now - age))
+    assert rt.newest_data_file(tmp_path) == tmp_path / "new.parquet"
     assert rt.newest_data_file(tmp_path / "missing") is None
 
 
-def test_dvc_target_is_the_tracked_directory(repo, tmp_path):
-    assert rt.dvc_target(repo, repo / "data" / "dataset.parquet") == "data"
+def test_dvc_target_is_the_tracked_directory(tmp_path):
+    (tmp_path / "data.dvc").write_text("outs: []\n")
+    assert rt.dvc_target(tmp_path, tmp_path / "data" / "dataset.parquet") == "data"
     assert rt.dvc_target(tmp_path, tmp_path / "x" / "y.parquet") == "x/y.parquet"
 
 
@@ -138,6 +138,9 @@ def test_new_data_is_ingested_added_pushed_and_committed_alone(repo, tmp_path):
     assert _sh(repo, "git", "show", "--name-only", "--format=", "HEAD").split() == ["data.dvc"]
     assert "params.yaml" in _sh(repo, "git", "status", "--porcelain")  # not swept into the commit
     assert rt.commit_data_task.fn(repo, "data.dvc", "again") is None  # nothing new to commit
+    _sh(repo, "dvc", "remote", "default", "--unset")
+    unchanged = rt.version_data_task.fn(repo, None, repo / "data" / "dataset.parquet", md5)
+    assert unchanged["remote"] is None  # the flow then skips the push and says so
 
 
 def _artifact(flow_run_id) -> str:
@@ -161,24 +164,18 @@ def test_trains_on_new_data_then_skips_until_something_changes(repo, tmp_path, f
     assert out["dvc"]["commit"] and out["dvc"]["pushed"]
     registry.configure_tracking(repo)
     tags = registry.client().get_model_version(MODEL, "1").tags
-    assert (
-        tags[TAG_FINGERPRINT] == out["inputs"]["fingerprint"] and tags["retraining_reason"] == out["reason"]
-    )
+    assert tags[TAG_FINGERPRINT] == out["inputs"]["fingerprint"] and tags["retraining.reason"] == out["reason"]
     assert tags["dataset_md5"] == file_md5(repo / "data" / "dataset.parquet") == out["inputs"]["dataset_md5"]
     assert "# Retraining: trained" in _artifact(first.state_details.flow_run_id)
 
     second = rt.retraining(params_path=params, incoming_dir="incoming", return_state=True)
     out = second.result()
-    assert (
-        out["action"] == "skip" and "nothing changed: champion v1" in out["reason"] and len(fake_train) == 1
-    )
+    assert out["action"] == "skip" and "nothing changed: champion v1" in out["reason"] and len(fake_train) == 1
     assert out["dvc"] is None and out["version"] is None
     summary = _artifact(second.state_details.flow_run_id)
     assert "# Retraining: skipped" in summary and "nothing changed" in summary
 
-    out = rt.retraining(
-        params_path=params, incoming_dir="incoming", overrides=["train.candidates.hgb.max_iter=7"]
-    )
+    out = rt.retraining(params_path=params, incoming_dir="incoming", overrides=["train.candidates.hgb.max_iter=7"])
     assert out["action"] == "train" and "params hash" in out["reason"] and "dataset md5" not in out["reason"]
     assert fake_train[-1] == ["train.candidates.hgb.max_iter=7"] and out["version"] == "2"
     both = ["train.candidates.hgb.max_iter=7", "serve.port=3100"]
@@ -204,9 +201,7 @@ def test_registry_outage_is_retried_and_the_run_completes(tmp_path, fake_train, 
 
     monkeypatch.setattr(rt, "read_registry", flaky)
     out = rt.retraining(params_path=str(project / "params.yaml"))
-    assert (
-        len(calls) == 3 and calls[2] - calls[0] >= 2 * 0.7 + 5 * 0.7
-    )  # the configured backoff, minus jitter
+    assert len(calls) == 3 and calls[2] - calls[0] >= 2 * 0.7 + 5 * 0.7  # the configured backoff, minus jitter
     assert out["action"] == "train" and out["version"] == "1"
     assert out["dvc"] == {"tracked": False, "note": "not a DVC repository: the dataset was not versioned"}
 
@@ -235,4 +230,4 @@ def test_summary_markdown_names_inputs_and_outcome():
     }
     md = rt.render_markdown(r)
     assert "# Retraining: skipped" in md and "| dataset_md5 | `d` | `d` |" in md and "champion v4" in md
-    assert "recorded the fingerprint on champion v4" in md and "X_TOKEN (values not shown)" in md
+    assert "recorded the retraining fingerprint on champion v4" in md and "X_TOKEN (values not shown)" in md

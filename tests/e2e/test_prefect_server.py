@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from importlib.metadata import version
 from pathlib import Path
 
 import httpx
@@ -22,9 +23,11 @@ import pytest
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
+SQLALCHEMY_21 = tuple(int(p) for p in version("sqlalchemy").split(".")[:2]) >= (2, 1)
 BIN = Path(sys.executable).parent
 MODEL = "breast-cancer-classifier"
-SMALL = ["train.candidates.mlp.epochs=5", "train.candidates.hgb.max_iter=30", "promote.n_resamples=200"]
+# Prefect wiring is under test, not the models: skip torch, few boosting rounds and resamples.
+SMALL = ["train.candidates.mlp.enabled=false", "train.candidates.hgb.max_iter=30", "promote.n_resamples=200"]
 IDENTITY = {
     "GIT_AUTHOR_NAME": "e2e",
     "GIT_AUTHOR_EMAIL": "e2e@example.com",
@@ -54,9 +57,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 def background(cmd: list[str], env: dict[str, str], cwd: Path, log: Path):
     """A process in its own group; the whole group is stopped on exit, also on failure."""
     with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         yield proc
     finally:
@@ -158,9 +159,7 @@ def wait_run(stack, run_id: str, timeout: float = 480) -> dict:
         flow_run = httpx.get(f"{stack['api']}/flow_runs/{run_id}", timeout=10).json()
         state = (flow_run.get("state") or {}).get("type")
         if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
-            assert state == "COMPLETED", (
-                f"run {run_id} {state}:\n{stack['logs']['worker'].read_text()[-4000:]}"
-            )
+            assert state == "COMPLETED", f"run {run_id} {state}:\n{stack['logs']['worker'].read_text()[-4000:]}"
             return flow_run
         time.sleep(3)
     raise TimeoutError(f"run {run_id} not finished after {timeout} s")
@@ -183,56 +182,8 @@ def mlflow_client(project: Path):
 def runs(stack):
     """One manual training run, then the scheduled retraining deployment twice."""
     training = wait_run(stack, start_run(stack, "training-pipeline/manual", {"overrides": SMALL}))
-    retrains = [
-        wait_run(stack, start_run(stack, "retraining/scheduled", {"overrides": SMALL})) for _ in range(2)
-    ]
+    retrains = [wait_run(stack, start_run(stack, "retraining/scheduled", {"overrides": SMALL})) for _ in range(2)]
     return training, retrains
-
-
-def test_deploy_all_creates_both_deployments_with_the_schedule(stack):
-    assert "training-pipeline/manual" in stack["deployed"] and "retraining/scheduled" in stack["deployed"]
-    deps = httpx.post(f"{stack['api']}/deployments/filter", json={}, timeout=10).json()
-    by_name = {d["name"]: d for d in deps}
-    scheduled = by_name["scheduled"]
-    assert scheduled["work_pool_name"] == "local" and not scheduled["paused"]
-    [schedule] = scheduled["schedules"]
-    assert schedule["active"] and schedule["schedule"]["cron"] == "0 3 * * *"
-    assert schedule["schedule"]["timezone"] == "UTC"
-    pull = json.dumps(scheduled["pull_steps"])
-    assert str(stack["project"]) in pull and "{{" not in pull  # resolved at deploy time, not hard-coded
-
-
-def test_manual_training_run_registers_a_champion(stack, runs):
-    client = mlflow_client(stack["project"])
-    champion = client.get_model_version_by_alias(MODEL, "champion")
-    assert champion.version == "1" and champion.tags["dataset_md5"]
-    assert "# Training pipeline run" in artifact(stack, runs[0]["id"], "training-summary")
-    assert (stack["project"] / ".bentoml").is_dir()  # the pull step's project-local defaults applied
-
-
-def test_retraining_records_the_fingerprint_then_skips(stack, runs):
-    first, second = (artifact(stack, r["id"], "retraining-summary") for r in runs[1])
-    assert "# Retraining: skipped" in first and "recorded its fingerprint" in first
-    assert "# Retraining: skipped" in second and "nothing changed: champion v1" in second
-    client = mlflow_client(stack["project"])
-    assert len(client.search_model_versions(f"name='{MODEL}'")) == 1
-    assert client.get_model_version(MODEL, "1").tags["fingerprint"] in second
-
-
-def test_no_secret_in_logs_artifacts_runs_or_mlflow(stack, runs):
-    texts = [path.read_text(errors="replace") for path in stack["logs"].values()]
-    texts.append(
-        json.dumps(httpx.post(f"{stack['api']}/logs/filter", json={"limit": 200}, timeout=10).json())
-    )
-    texts.append(json.dumps(httpx.post(f"{stack['api']}/artifacts/filter", json={}, timeout=10).json()))
-    texts.append(json.dumps(httpx.post(f"{stack['api']}/flow_runs/filter", json={}, timeout=10).json()))
-    client = mlflow_client(stack["project"])
-    for run_info in client.search_runs([e.experiment_id for e in client.search_experiments()]):
-        texts.append(json.dumps([run_info.data.params, run_info.data.tags]))
-    texts += [json.dumps(mv.tags) for mv in client.search_model_versions(f"name='{MODEL}'")]
-    assert len(texts) > 5 and sum(len(t) for t in texts) > 10_000
-    for name, value in SECRETS.items():
-        assert not [t for t in texts if value in t], f"{name} leaked"
 
 
 def test_fresh_prefect_home_runs_a_flow_on_the_ephemeral_api(tmp_path):
@@ -254,3 +205,61 @@ def test_fresh_prefect_home_runs_a_flow_on_the_ephemeral_api(tmp_path):
     out = run([sys.executable, "-c", script, str(tmp_path)], env, tmp_path, timeout=400)
     assert "result 42" in out and "database is locked" not in out
     assert (home / "prefect.db").is_file()
+
+
+def test_deploy_all_creates_both_deployments_with_the_schedule(stack):
+    assert "training-pipeline/manual" in stack["deployed"] and "retraining/scheduled" in stack["deployed"]
+    deps = httpx.post(f"{stack['api']}/deployments/filter", json={}, timeout=10).json()
+    by_name = {d["name"]: d for d in deps}
+    scheduled = by_name["scheduled"]
+    assert scheduled["work_pool_name"] == "local" and not scheduled["paused"]
+    [schedule] = scheduled["schedules"]
+    assert schedule["active"] and schedule["schedule"]["cron"] == "0 3 * * *"
+    assert schedule["schedule"]["timezone"] == "UTC"
+    pull = json.dumps(scheduled["pull_steps"])
+    assert str(stack["project"]) in pull and "{{" not in pull  # resolved at deploy time, not hard-coded
+
+
+def test_manual_training_run_registers_a_champion(stack, runs):
+    client = mlflow_client(stack["project"])
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    assert str(champion.version) == "1" and champion.tags["dataset_md5"]
+    assert "# Training pipeline run" in artifact(stack, runs[0]["id"], "training-summary")
+    assert (stack["project"] / ".bentoml").is_dir()  # the pull step's project-local defaults applied
+
+
+def test_retraining_records_the_fingerprint_then_skips(stack, runs):
+    first, second = (artifact(stack, r["id"], "retraining-summary") for r in runs[1])
+    assert "# Retraining: skipped" in first and "recorded the retraining fingerprint" in first
+    assert "# Retraining: skipped" in second and "nothing changed: champion v1" in second
+    client = mlflow_client(stack["project"])
+    assert len(client.search_model_versions(f"name='{MODEL}'")) == 1
+    assert client.get_model_version(MODEL, "1").tags["retraining.fingerprint"] in second
+
+
+@pytest.mark.xfail(
+    SQLALCHEMY_21,
+    strict=True,
+    reason="Prefect 3.8's scheduler cannot insert scheduled runs with SQLAlchemy 2.1 (InvalidRequestError: "
+    "Can't evaluate bulk DML statement; FlowRun.state is a hybrid property): pin sqlalchemy<2.1",
+)
+def test_server_schedules_the_nightly_retraining(stack, runs):
+    deps = httpx.post(f"{stack['api']}/deployments/filter", json={}, timeout=10).json()
+    scheduled_id = next(d["id"] for d in deps if d["name"] == "scheduled")
+    body = {"deployments": {"id": {"any_": [scheduled_id]}}, "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}}
+    upcoming = httpx.post(f"{stack['api']}/flow_runs/filter", json=body, timeout=10).json()
+    assert upcoming and all("T03:00:00" in r["expected_start_time"] for r in upcoming)
+
+
+def test_no_secret_in_logs_artifacts_runs_or_mlflow(stack, runs):
+    texts = [path.read_text(errors="replace") for path in stack["logs"].values()]
+    texts.append(json.dumps(httpx.post(f"{stack['api']}/logs/filter", json={"limit": 200}, timeout=10).json()))
+    texts.append(json.dumps(httpx.post(f"{stack['api']}/artifacts/filter", json={}, timeout=10).json()))
+    texts.append(json.dumps(httpx.post(f"{stack['api']}/flow_runs/filter", json={}, timeout=10).json()))
+    client = mlflow_client(stack["project"])
+    for run_info in client.search_runs([e.experiment_id for e in client.search_experiments()]):
+        texts.append(json.dumps([run_info.data.params, run_info.data.tags]))
+    texts += [json.dumps(mv.tags) for mv in client.search_model_versions(f"name='{MODEL}'")]
+    assert len(texts) > 5 and sum(len(t) for t in texts) > 10_000
+    for name, value in SECRETS.items():
+        assert not [t for t in texts if value in t], f"{name} leaked"
