@@ -538,6 +538,15 @@ def normalise(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index)
 
 
+def model_frame(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:
+    """The columns a model sees: the contract's features present in ``frame``, then the target.
+
+    Columns marked ``feature: false`` (ids, free text) are validated but never trained on.
+    """
+    features = [c for c in contract.feature_columns() if c in frame.columns]
+    return frame[[*features, contract.target]]
+
+
 def read_table(path: str | Path, reading: ReadOptions) -> pd.DataFrame:
     """Read a CSV or Parquet file with reading options only (no contract yet: used to draft one)."""
     path = Path(path)

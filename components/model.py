@@ -8,6 +8,7 @@ loaded with ``weights_only=True``. Nothing here unpickles arbitrary files.
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,47 @@ def _skops_dump(obj: Any, path: Path) -> None:
     import skops.io as sio
 
     sio.dump(obj, path)
+    _stable_skops(path)
+
+
+def _stable_skops(path: Path) -> None:
+    """Rewrite a skops file so that equal objects give equal bytes.
+
+    skops names archive entries and ``__id__`` fields after ``id()`` of the saved
+    objects and stamps entries with the current time, which all change from run to
+    run. Ids are renumbered in schema order and times fixed; loading is unaffected.
+    """
+    with zipfile.ZipFile(path) as archive:
+        schema = json.loads(archive.read("schema.json"))
+        blobs = {n: archive.read(n) for n in archive.namelist() if n != "schema.json"}
+    ids: dict[Any, int] = {}
+    files: dict[str, bytes] = {}
+
+    def new_id(old: Any) -> int:
+        return ids.setdefault(int(old) if str(old).isdigit() else old, len(ids) + 1)
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        if not isinstance(node, dict):
+            return node
+        out = {}
+        for key, value in node.items():
+            if key == "__id__":
+                out[key] = new_id(value)
+            elif key == "file" and isinstance(value, str) and value in blobs:
+                stem, _, ext = value.partition(".")
+                out[key] = f"{new_id(stem)}.{ext}"
+                files[out[key]] = blobs[value]
+            else:
+                out[key] = walk(value)
+        return out
+
+    schema = walk(schema)
+    files["schema.json"] = json.dumps(schema, indent=2).encode()
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name in sorted(files):
+            archive.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), files[name])
 
 
 def _skops_load(path: Path) -> Any:

@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,55 +59,13 @@ class Ctx:
 def write_json(path: Path, data: Any) -> Path:
     """Byte-stable JSON: sorted keys, fixed indent, numpy scalars as plain numbers."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(
-        data, indent=2, sort_keys=True, default=lambda v: v.item() if hasattr(v, "item") else str(v)
-    )
+    text = json.dumps(data, indent=2, sort_keys=True, default=lambda v: v.item() if hasattr(v, "item") else str(v))
     path.write_text(text + "\n", encoding="utf-8")
     return path
 
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def stable_skops(path: Path) -> None:
-    """Rewrite a skops file so that equal objects give equal bytes.
-
-    skops names archive entries and ``__id__`` fields after ``id()`` of the saved
-    objects and stamps entries with the current time, which all change from run to
-    run. Ids are renumbered in schema order and times fixed; loading is unaffected.
-    """
-    with zipfile.ZipFile(path) as archive:
-        schema = json.loads(archive.read("schema.json"))
-        blobs = {n: archive.read(n) for n in archive.namelist() if n != "schema.json"}
-    ids: dict[Any, int] = {}
-    files: dict[str, bytes] = {}
-
-    def new_id(old: Any) -> int:
-        return ids.setdefault(int(old) if str(old).isdigit() else old, len(ids) + 1)
-
-    def walk(node: Any) -> Any:
-        if isinstance(node, list):
-            return [walk(v) for v in node]
-        if not isinstance(node, dict):
-            return node
-        out = {}
-        for key, value in node.items():
-            if key == "__id__":
-                out[key] = new_id(value)
-            elif key == "file" and isinstance(value, str) and value in blobs:
-                stem, _, ext = value.partition(".")
-                out[key] = f"{new_id(stem)}.{ext}"
-                files[out[key]] = blobs[value]
-            else:
-                out[key] = walk(value)
-        return out
-
-    schema = walk(schema)
-    files["schema.json"] = json.dumps(schema, indent=2).encode()
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
-        for name in sorted(files):
-            archive.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), files[name])
 
 
 # --- stages -------------------------------------------------------------------------
@@ -135,7 +93,7 @@ def ingest(ctx: Ctx) -> None:
 
 def validate(ctx: Ctx) -> None:
     """Contract checks; the accepted rows (quarantine removed) go on, the report is kept either way."""
-    from components.contract import load_contract
+    from components.contract import load_contract, model_frame
     from components.data import write_parquet
     from components.report_html import write_report
     from components.validation import DataRejectedError, basic_contract, validate_frame
@@ -143,7 +101,14 @@ def validate(ctx: Ctx) -> None:
     frame = ctx.read("ingest", "dataset.parquet")
     contract_path = ctx.contract_path()
     contract = (
-        load_contract(contract_path) if contract_path else basic_contract(frame, ctx.settings.data.target)
+        load_contract(contract_path)
+        if contract_path
+        else basic_contract(
+            frame,
+            ctx.settings.data.target,
+            min_rows=ctx.settings.validate_.min_rows,
+            max_null_fraction=ctx.settings.validate_.max_null_fraction,
+        )
     )
     report_dir = ctx.out / "validate" / "report"
     report, accepted = validate_frame(frame, contract, quarantine_path=report_dir / "quarantine.csv")
@@ -154,7 +119,7 @@ def validate(ctx: Ctx) -> None:
     write_json(ctx.out / "metrics" / "validation.json", summary)
     if not report.success:
         raise DataRejectedError(report, html)
-    write_parquet(accepted, ctx.out / "validate" / "accepted.parquet")
+    write_parquet(model_frame(accepted, contract), ctx.out / "validate" / "accepted.parquet")
 
 
 def split(ctx: Ctx) -> None:
@@ -170,30 +135,28 @@ def split(ctx: Ctx) -> None:
 
 def train(ctx: Ctx, name: str) -> None:
     """Fit one candidate on train and evaluate it on val: its model dir and val metrics."""
+    from components.config import ConfigError
     from components.data import features_and_target
     from components.evaluate import evaluate as evaluate_model
     from components.model import save_model
     from components.train import train_candidate
 
-    spec = ctx.settings.train.candidates.get(name)
+    settings = ctx.settings
+    spec = settings.train.candidates.get(name)
     if spec is None:
-        raise KeyError(f"no candidate '{name}' in params.yaml train.candidates")
+        raise ConfigError(f"no candidate '{name}' in train.candidates (known: {', '.join(settings.train.candidates)})")
     model_dir, metrics = ctx.out / "models" / name, ctx.out / "metrics" / "val" / f"{name}.json"
+    shutil.rmtree(model_dir, ignore_errors=True)  # DVC does this too; direct runs must not keep old files
     if not spec.enabled:  # DVC still needs the outputs; evaluate skips disabled candidates
         write_json(model_dir / "disabled.json", {"candidate": name, "enabled": False})
         write_json(metrics, {})
         return
-    target, seed, threshold = (
-        ctx.settings.data.target,
-        ctx.settings.train.seed,
-        ctx.settings.evaluate.decision_threshold,
-    )
+    target = settings.data.target
     X, y = features_and_target(ctx.read("split", "train.parquet"), target)
-    model = train_candidate(name, spec.family, spec.model_dump(), X, y, seed=seed, threshold=threshold)
+    model = train_candidate(name, spec.family, spec.model_dump(), X, y, seed=settings.train.seed,
+                            threshold=settings.evaluate.decision_threshold)  # fmt: skip
     result = evaluate_model(model, ctx.read("split", "val.parquet"), target, "val")
-    save_model(model, model_dir)
-    for skops_file in model_dir.glob("*.skops"):
-        stable_skops(skops_file)
+    save_model(model, model_dir)  # byte-stable: equal models give equal files
     write_json(metrics, result.metrics)
     log.info("candidate %s: val %s", name, result.metrics)
 
@@ -208,6 +171,7 @@ def evaluate(ctx: Ctx) -> None:
     results = [EvalResult(name, "val", n_val, read_json(ctx.out / "metrics" / "val" / f"{name}.json"))
                for name in ctx.settings.train.enabled()]  # fmt: skip
     best = choose_best(results, ev.primary_metric)
+    shutil.rmtree(ctx.out / "evaluate" / "plots", ignore_errors=True)
     model, test = load_model(ctx.out / "models" / best.candidate), ctx.read("split", "test.parquet")
     assessment = assess_on_test(
         model, test, ctx.settings.data.target,
@@ -241,6 +205,8 @@ def release(ctx: Ctx) -> None:
     configuration. Only the chosen candidate's model is logged; the others get a
     child run with their val metrics.
     """
+    if (ctx.root / "dvc.yaml").is_file():
+        check_up_to_date(ctx.root)
     import tempfile
 
     import mlflow
@@ -254,8 +220,6 @@ def release(ctx: Ctx) -> None:
     from flows import training as flow
     from flows.runtime import prepare_environment
 
-    if (ctx.root / "dvc.yaml").is_file():
-        check_up_to_date(ctx.root)
     prepare_environment(ctx.root)
     s, target, name = ctx.settings, ctx.settings.data.target, ctx.settings.promote.registered_model
     result, md5 = (

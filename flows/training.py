@@ -40,19 +40,17 @@ def load_dataset_task(path: Path, contract_path: str | None) -> tuple[Any, str]:
 
 
 @task(name="validate-dataset")
-def validate_task(frame, contract_path: str | None, target: str, reference, out_dir: Path):
-    from components.contract import load_contract
+def validate_task(frame, contract_path: str | None, target: str, reference, out_dir: Path, basic: dict[str, Any]):
+    from components.contract import load_contract, model_frame
     from components.report_html import write_report
     from components.validation import DataRejectedError, basic_contract, validate_frame
 
-    contract = load_contract(contract_path) if contract_path else basic_contract(frame, target)
+    contract = load_contract(contract_path) if contract_path else basic_contract(frame, target, **basic)
     report, accepted = validate_frame(frame, contract, reference=reference, quarantine_path=out_dir / "quarantine.csv")
     html = write_report(report, out_dir, title=f"Validation of {len(frame)} rows")
     if not report.success:
         raise DataRejectedError(report, html)
-    # Columns the contract marks `feature: false` (ids, free text) never reach a model.
-    features = [c for c in contract.feature_columns() if c in accepted.columns]
-    return report, accepted[[*features, target]], html
+    return report, model_frame(accepted, contract), html
 
 
 @task(name="drift-reference")
@@ -192,6 +190,11 @@ def promote_task(name: str, version: str, expected: str | None, reason: str, roo
     from components.promotion import compare_and_set_champion
 
     return compare_and_set_champion(name, version, expected=expected, reason=reason, lock_dir=root / ".mlops")
+
+
+def _basic_rules(settings: Settings) -> dict[str, Any]:
+    """The checks params.yaml asks for when no contract is configured."""
+    return {"min_rows": settings.validate_.min_rows, "max_null_fraction": settings.validate_.max_null_fraction}
 
 
 def _request_schema(frame, feature_columns: list[str], contract_path: str | None) -> dict:
@@ -369,7 +372,9 @@ def training_pipeline(
         reference, reference_note = reference_task(name, ctx.root, frame, md5, settings, ctx.contract_path)
         logger.info("drift reference: %s", reference_note)
         try:
-            report, frame, _ = validate_task(frame, ctx.contract_path, target, reference, ctx.out_dir)
+            report, frame, _ = validate_task(
+                frame, ctx.contract_path, target, reference, ctx.out_dir, _basic_rules(settings)
+            )
         finally:
             if (ctx.out_dir / "validation_report.html").exists():
                 mlflow.log_artifacts(str(ctx.out_dir), "validation")
