@@ -114,8 +114,15 @@ class PromoteSettings(_Section):
     seed: int
 
 
+class InfraValidationSettings(_Section):
+    enabled: bool = True
+    rows: int = Field(ge=1)
+    p95_budget_ms: float = Field(gt=0)
+
+
 class PackageSettings(_Section):
     service_name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    infra_validation: InfraValidationSettings
 
 
 class ServeSettings(_Section):
@@ -165,9 +172,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             if depth == len(parts) - 1:
                 value = yaml.safe_load(text)
                 if isinstance(node[part], dict) and not isinstance(value, dict):
-                    raise ConfigError(
-                        f"'{key}' is a section, not a value; set one of its keys, e.g. {key}.<key>=..."
-                    )
+                    raise ConfigError(f"'{key}' is a section, not a value; set one of its keys, e.g. {key}.<key>=...")
                 node[part] = value
             else:
                 node = node[part]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import gc
 import hmac
 import json
 import logging
@@ -45,8 +46,10 @@ LOW_CONFIDENCE = float(CONFIG.get("low_confidence_threshold", 0.6))
 WORKERS = int(os.environ.get("MLOPS_SERVE_WORKERS", CONFIG.get("workers", 1)))
 API_PATHS = frozenset({"/predict", "/batch_predict"})
 OPEN_PATHS = frozenset({"/health", "/healthz", "/livez", "/readyz"})
-# Generous: a record of n features is well under 64 bytes per feature in JSON.
-MAX_BODY_BYTES = 64 * 1024 + MAX_BATCH * 64 * max(1, len(CONFIG["schema"]["features"]))
+# Generous: the key plus up to 40 bytes per number, 300 per string, for MAX_BATCH records.
+MAX_BODY_BYTES = 64 * 1024 + MAX_BATCH * sum(
+    len(f["name"].encode()) + (40 if f["dtype"] in ("float", "int") else 300) for f in CONFIG["schema"]["features"]
+)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -61,7 +64,7 @@ class Predictions(BaseModel):
 
 
 def _json(status: int, body: dict[str, Any]) -> Response:
-    return Response(json.dumps(body), status_code=status, media_type="application/json")
+    return Response(json.dumps(body, ensure_ascii=False), status_code=status, media_type="application/json")
 
 
 def _bento_tag() -> str | None:
@@ -82,9 +85,7 @@ def metrics() -> SimpleNamespace:
     import prometheus_client as prom
 
     return SimpleNamespace(
-        predictions=prom.Counter(
-            "mlops_predictions", "Predictions served, by label", ["label", "model_version"]
-        ),
+        predictions=prom.Counter("mlops_predictions", "Predictions served, by label", ["label", "model_version"]),
         low_confidence=prom.Counter(
             "mlops_low_confidence_predictions",
             f"Predictions with max(p, 1-p) < {LOW_CONFIDENCE}",
@@ -112,7 +113,24 @@ def _child(metric: Any, *labels: str) -> Any:
 
 
 def _reason(status: int) -> str:
-    return {400: "invalid", 401: "unauthorized", 413: "too_large", 422: "invalid"}.get(status, str(status))
+    reasons = {400: "invalid", 401: "unauthorized", 411: "no_length", 413: "too_large", 415: "media_type"}
+    return reasons.get(status, str(status))
+
+
+def _refuse_body(headers: dict[bytes, bytes]) -> tuple[int, dict[str, str]] | None:
+    """JSON with a Content-Length within the limit only (BentoML's other decoders can 500)."""
+    media_type = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
+    if media_type != b"application/json":
+        return 415, {
+            "error": f"content-type {media_type.decode(errors='replace')!r}: send application/json",
+            "field": "content-type",
+        }
+    length = headers.get(b"content-length", b"")
+    if not length.isdigit():
+        return 411, {"error": "send the body with a Content-Length header", "field": "content-length"}
+    if int(length) > MAX_BODY_BYTES:
+        return 413, {"error": f"records: request body exceeds {MAX_BODY_BYTES} bytes", "field": "records"}
+    return None
 
 
 class Gatekeeper:
@@ -128,21 +146,15 @@ class Gatekeeper:
         path = scope["path"]
         endpoint = path if path in API_PATHS else "other"
         headers = dict(scope["headers"])
-        if (
-            self.key
-            and path not in OPEN_PATHS
-            and not hmac.compare_digest(headers.get(b"x-api-key", b""), self.key)
-        ):
+        if self.key and path not in OPEN_PATHS and not hmac.compare_digest(headers.get(b"x-api-key", b""), self.key):
             _child(metrics().rejected, endpoint, "unauthorized").inc()
             body = {"error": "missing or wrong x-api-key header", "field": "x-api-key"}
             return await _json(401, body)(scope, receive, send)
         if endpoint == "other":
             return await self.app(scope, receive, send)
-        length = headers.get(b"content-length", b"0")
-        if length.isdigit() and int(length) > MAX_BODY_BYTES:
-            _child(metrics().rejected, endpoint, "too_large").inc()
-            body = {"error": f"records: request body exceeds {MAX_BODY_BYTES} bytes", "field": "records"}
-            return await _json(413, body)(scope, receive, send)
+        if scope["method"] == "POST" and (refusal := _refuse_body(headers)):
+            _child(metrics().rejected, endpoint, _reason(refusal[0])).inc()
+            return await _json(*refusal)(scope, receive, send)
         start, status = time.perf_counter(), [500]
 
         async def send_and_watch(message: dict) -> None:
@@ -180,25 +192,21 @@ class MicroBatcher:
         return await future
 
     def _run(self, parts: list[dict[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-        columns = (
-            parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        )
+        columns = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         return self._predict(frame_from_columns(columns))
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         try:
             while self._queue:
-                batch, rows = [self._queue.popleft()], 0
+                batch = [self._queue.popleft()]
                 rows = batch[0][1]
                 while self._queue and rows + self._queue[0][1] <= self._max_rows:
                     batch.append(self._queue.popleft())
                     rows += batch[-1][1]
                 metrics().batch_rows.observe(rows)
                 try:
-                    labels, proba = await loop.run_in_executor(
-                        self._executor, self._run, [b[0] for b in batch]
-                    )
+                    labels, proba = await loop.run_in_executor(self._executor, self._run, [b[0] for b in batch])
                 except Exception as err:  # surfaces as a 500 on each waiting request
                     for *_, future in batch:
                         if not future.done():
@@ -261,11 +269,11 @@ class Classifier:
 
     def __init__(self) -> None:
         self.version = str(CONFIG["metadata"]["model_version"])
-        self.batcher = MicroBatcher(
-            fast_predictor(bentoml.mlflow.load_model(self.model_ref)), max(MAX_BATCH, 256)
-        )
+        self.batcher = MicroBatcher(fast_predictor(bentoml.mlflow.load_model(self.model_ref)), max(MAX_BATCH, 256))
         self.metrics = metrics()
         _child(self.metrics.low_confidence, self.version)  # exported as 0 from the start
+        gc.collect()
+        gc.freeze()  # the loaded libraries and model are permanent: keep them out of GC pauses
 
     async def _serve(self, records: list[dict[str, Any]]) -> Response:
         try:
@@ -273,16 +281,14 @@ class Classifier:
         except RequestError as err:
             return _json(400, {"error": str(err), "field": err.field})
         labels, proba = await self.batcher(columns)
-        values, counts = np.unique(labels.astype(str), return_counts=True)
-        for value, count in zip(values.tolist(), counts.tolist(), strict=True):
-            self.metrics.predictions.labels(value, self.version).inc(count)
-        self.metrics.low_confidence.labels(self.version).inc(
-            int((np.maximum(proba, 1 - proba) < LOW_CONFIDENCE).sum())
-        )
-        body = [
-            {"label": label, "probability": p, "model_version": self.version}
-            for label, p in zip(labels.tolist(), proba.tolist(), strict=True)
-        ]
+        labels, proba = labels.tolist(), proba.tolist()
+        for label, count in collections.Counter(labels).items():
+            _child(self.metrics.predictions, str(label), self.version).inc(count)
+        low = sum(1 for p in proba if max(p, 1.0 - p) < LOW_CONFIDENCE)
+        if low:
+            _child(self.metrics.low_confidence, self.version).inc(low)
+        v = self.version
+        body = [{"label": y, "probability": p, "model_version": v} for y, p in zip(labels, proba, strict=True)]
         return _json(200, {"predictions": body})
 
     # The APIs return a ready Response (skips BentoML's per-response schema work); the

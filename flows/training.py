@@ -185,6 +185,14 @@ def package_task(settings: Settings, version: str, metadata: dict[str, str], sch
     )
 
 
+@task(name="infra-validation")
+def infra_task(bento_tag: str, rows, model_uri: str, p95_budget_ms: float):
+    """Serve the exact bento on a free loopback port and compare it with the registered pyfunc."""
+    from components.infra_validation import validate_bento
+
+    return validate_bento(bento_tag, rows, model_uri, p95_budget_ms=p95_budget_ms)
+
+
 @task(name="promote", **IO_RETRIES)
 def promote_task(name: str, version: str, expected: str | None, reason: str, root: Path):
     from components.promotion import compare_and_set_champion
@@ -280,8 +288,8 @@ def _resolve(params_path: str, overrides: list[str] | None, data_path: str | Non
     )
 
 
-def _release(ctx: _RunContext, model: TrainedModel, frame, decision, champion_version: str | None, version):
-    """Package, promote (compare-and-set) or mark challenger. Returns (bento tag, aliases, notes)."""
+def _release(ctx: _RunContext, model: TrainedModel, frame, test, decision, champion_version: str | None, version):
+    """Package, infra-validate, promote (compare-and-set) or mark challenger. Returns (bento tag, aliases, notes)."""
     name = ctx.name
     if not decision.promote:
         if champion_version is not None and all(t["passed"] for t in decision.thresholds.values()):
@@ -301,6 +309,15 @@ def _release(ctx: _RunContext, model: TrainedModel, frame, decision, champion_ve
     schema = _request_schema(frame, model.feature_columns, ctx.contract_path)
     bento_tag = package_task(ctx.settings, version.version, metadata, schema, ctx.root)
     registry.set_version_tags(name, version.version, {"bento_tag": bento_tag})
+    infra = ctx.settings.package.infra_validation
+    if infra.enabled:
+        rows = test.drop(columns=[ctx.target])[model.feature_columns].head(infra.rows)
+        check = infra_task(bento_tag, rows, f"models:/{name}/{version.version}", infra.p95_budget_ms)
+        registry.set_version_tags(name, version.version, {"infra_validation": check.reason[:500]})
+        if not check.passed:
+            why = f"infra validation failed, champion kept: {check.reason}"
+            registry.set_version_tags(name, version.version, {"decision": "keep", "decision_reason": why[:500]})
+            return bento_tag, [], [why]
     outcome = promote_task(name, version.version, champion_version, decision.reason, ctx.root)
     if outcome.promoted:
         return bento_tag, ["champion"], []
@@ -426,7 +443,7 @@ def training_pipeline(
         )
         version = register_task(model_uri, name, child_run_id, tags)
         mlflow.log_dict(decision.to_dict(), "promotion_decision.json")
-        bento_tag, aliases, notes = _release(ctx, model, frame, decision, champion_version, version)
+        bento_tag, aliases, notes = _release(ctx, model, frame, splits.test, decision, champion_version, version)
         registry.set_version_tags(name, version.version, {"completed": "true"})
 
         summary = RunSummary(

@@ -244,3 +244,20 @@ def test_missing_dataset_and_bad_params_exit_with_clear_codes(project, tmp_path,
     assert "dvc pull" in capsys.readouterr().err
     assert main(["--params", params, "run", "--set", "train.candidates.hgb.learning_rat=1"]) == 2
     assert "train.candidates.hgb.learning_rat" in capsys.readouterr().err
+
+
+def test_failed_infra_validation_keeps_the_champion_and_says_why(project, two_runs):
+    """The bento is built and served for real; an impossible latency budget must block promotion."""
+    from flows.training import training_pipeline
+
+    registry.configure_tracking(project)
+    champion = registry.alias_version(MODEL, "champion")
+    out = training_pipeline(
+        params_path=str(project / "params.yaml"),
+        overrides=[*FAST, "package.infra_validation.p95_budget_ms=0.001", "promote.margin=0.05"],
+    )
+    assert out["aliases"] == [] and out["bento_tag"]
+    assert any("infra validation failed" in n for n in out["notes"])
+    assert registry.alias_version(MODEL, "champion") == champion
+    tags = registry.client().get_model_version(MODEL, out["version"]).tags
+    assert tags["decision"] == "keep" and "p95" in tags["infra_validation"]

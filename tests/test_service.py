@@ -1,0 +1,140 @@
+"""Unit tests of the request schema the service enforces (no server, no bentoml import)."""
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.contract import ColumnRule, load_contract
+from components.request_schema import (
+    MAX_ABS_NUMBER,
+    RequestError,
+    frame_from_columns,
+    schema_from_contract,
+    validate_columns,
+    validate_records,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _by_name(schema):
+    return {f["name"]: f for f in schema["features"]}
+
+
+def test_schema_from_contract_keeps_blocking_rules_only():
+    contract = SimpleNamespace(
+        columns=(
+            ColumnRule(name="age", dtype="int", min=0, max=120),
+            ColumnRule(name="income", dtype="float", nullable=True, min=0, max=1e6, severity={"range": "warn"}),
+            ColumnRule(name="colour", dtype="category", allowed=["red", "blue"]),
+            ColumnRule(name="city", dtype="string", allowed=["x"], on_unseen="warn"),
+            ColumnRule(name="member", dtype="bool"),
+            ColumnRule(name="id", dtype="string", feature=False),
+        )
+    )
+    spec = _by_name(schema_from_contract(contract, ["age", "income", "colour", "city", "member"]))
+    assert list(spec) == ["age", "income", "colour", "city", "member"]  # feature order, not contract order
+    assert (spec["age"]["dtype"], spec["age"]["min"], spec["age"]["max"]) == ("int", 0.0, 120.0)
+    assert spec["income"]["nullable"] and spec["income"]["min"] is None  # range only warns
+    assert spec["colour"] == {
+        "name": "colour",
+        "dtype": "string",
+        "nullable": False,
+        "min": None,
+        "max": None,
+        "allowed": ["red", "blue"],
+    }
+    assert spec["city"]["allowed"] is None  # on_unseen: warn
+    assert spec["member"]["dtype"] == "bool"
+
+
+def test_schema_from_contract_duck_types_plain_objects():
+    rule = SimpleNamespace(name="x", dtype="float", min=1.0, max=2.0)  # no nullable, no severity at all
+    spec = _by_name(schema_from_contract(SimpleNamespace(columns=[rule]), ["x"]))["x"]
+    assert (spec["nullable"], spec["min"], spec["max"], spec["allowed"]) == (False, 1.0, 2.0, None)
+    warn = SimpleNamespace(name="x", dtype="float", min=1.0, max=2.0, severity="warn")
+    assert _by_name(schema_from_contract(SimpleNamespace(columns=[warn]), ["x"]))["x"]["min"] is None
+
+
+def test_schema_from_contract_names_a_feature_the_contract_lacks():
+    with pytest.raises(ValueError, match="'missing' has no rule"):
+        schema_from_contract(SimpleNamespace(columns=[ColumnRule(name="a")]), ["a", "missing"])
+
+
+def test_schema_from_the_project_contract_enforces_its_bounds():
+    contract = load_contract(ROOT / "contracts" / "breast_cancer.yaml")
+    features = [c.name for c in contract.columns if c.feature and c.name != contract.target]
+    schema = schema_from_contract(contract, features)
+    radius = _by_name(schema)["mean radius"]
+    assert radius["min"] is not None and radius["max"] is not None
+    good = {f["name"]: (f["min"] + f["max"]) / 2 for f in schema["features"]}
+    assert validate_records([good], schema, max_batch=1).shape == (1, len(features))
+    with pytest.raises(RequestError, match="outside") as err:
+        validate_records([{**good, "mean radius": radius["max"] + 1}], schema, max_batch=1)
+    assert err.value.field == "mean radius"
+
+
+SCHEMA = {
+    "features": [
+        {"name": "n", "dtype": "int", "nullable": False, "min": None, "max": None, "allowed": None},
+        {"name": "x", "dtype": "float", "nullable": True, "min": -5, "max": 5, "allowed": None},
+        {"name": "flag", "dtype": "bool", "nullable": False, "min": None, "max": None, "allowed": None},
+        {"name": "s", "dtype": "string", "nullable": True, "min": None, "max": None, "allowed": None},
+    ]
+}
+GOOD = {"n": 3, "x": 1.5, "flag": True, "s": "a"}
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"n": 10**400}, "n", "too large"),
+        ({"n": 2**62}, "n", "magnitude"),
+        ({"x": -1e300}, "x", "magnitude"),
+        ({"x": 6}, "x", "outside"),
+        ({"flag": 1}, "flag", "true or false"),
+        ({"flag": None}, "flag", "null"),
+        ({"s": {"nested": 1}}, "s", "expected a string"),
+        ({"x": [1.0]}, "x", "expected a number"),
+        ({"n": "3"}, "n", "expected a number"),
+    ],
+)
+def test_bad_values_are_named_never_crash(change, field, message):
+    with pytest.raises(RequestError, match=message) as err:
+        validate_columns([GOOD, {**GOOD, **change}], SCHEMA, max_batch=10)
+    assert err.value.field == field and "records[1]" in str(err.value)
+
+
+def test_unicode_and_long_unknown_keys_are_reported_truncated():
+    with pytest.raises(RequestError, match="unknown field") as err:
+        validate_columns([{**GOOD, "ключ" * 100: 1}], SCHEMA, max_batch=10)
+    assert err.value.field.startswith("ключ") and len(err.value.field) <= 80
+
+
+def test_nulls_where_allowed_and_types_of_the_frame():
+    frame = validate_records([GOOD, {**GOOD, "x": None, "s": None}], SCHEMA, max_batch=10)
+    assert list(frame.columns) == ["n", "x", "flag", "s"]
+    assert frame["n"].dtype == np.int64 and math.isnan(frame["x"][1])
+    assert frame["flag"].tolist() == [True, True] and pd.isna(frame["s"][1])
+
+
+def test_frame_from_columns_handles_numeric_only_and_text_only():
+    numeric = frame_from_columns({"a": np.array([1.0, 2.0]), "b": np.array([3.0, 4.0])})
+    assert numeric.to_dict("list") == {"a": [1.0, 2.0], "b": [3.0, 4.0]}
+    text = frame_from_columns({"s": np.array(["p", "q"], dtype=object)})
+    assert text["s"].tolist() == ["p", "q"] and len(text) == 2
+
+
+def test_fast_path_and_slow_path_agree():
+    rng = np.random.default_rng(0)
+    records = [
+        {"n": int(i), "x": float(v), "flag": bool(i % 2), "s": "z"} for i, v in enumerate(rng.uniform(-5, 5, 300))
+    ]
+    fast = validate_records(records, SCHEMA, max_batch=300)
+    one_by_one = pd.concat([validate_records([r], SCHEMA, max_batch=1) for r in records], ignore_index=True)
+    pd.testing.assert_frame_equal(fast, one_by_one, check_dtype=False)
+    assert MAX_ABS_NUMBER < 2**53  # every accepted int fits exactly in float64 and int64
