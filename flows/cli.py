@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-EXIT_CONFIG, EXIT_NO_DATA, EXIT_REJECTED, EXIT_NOTHING = 2, 3, 4, 5
+from flows.runtime import EXIT_NOTHING
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -112,22 +112,15 @@ def main(argv: list[str] | None = None) -> int:
 
     prepare_environment(Path(args.params).resolve().parent)
 
-    from components.config import ConfigError
-    from components.data import DataNotFoundError
+    from flows.runtime import exit_code_for
 
     try:
         return args.func(args)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_CONFIG
-    except DataNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_NO_DATA
     except Exception as err:
-        if type(err).__name__ in ("DataRejectedError", "DataReadError", "ContractError"):
-            print(f"data rejected: {err}", file=sys.stderr)
-            return EXIT_REJECTED if type(err).__name__ != "ContractError" else EXIT_CONFIG
-        raise
+        code = exit_code_for(err)
+        if code is None:
+            raise
+        return code
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-EXIT_REJECTED, EXIT_NOTHING = 4, 5
+from flows.runtime import EXIT_NOTHING, EXIT_REJECTED
 
 
 def _root(args: argparse.Namespace) -> Path:

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-EXIT_CONFIG, EXIT_NOTHING = 2, 5
+from flows.runtime import EXIT_CONFIG, EXIT_NOTHING
 
 
 class NoChampionError(LookupError):

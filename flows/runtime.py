@@ -88,3 +88,30 @@ def redact(text: str) -> str:
     for value in sorted(secret_values(), key=len, reverse=True):
         text = text.replace(value, "***")
     return _URL_PASSWORD.sub(r"\1***@", text)
+
+
+# Exit codes shared by every command line (`mlops` and the DVC stage CLI).
+EXIT_CONFIG, EXIT_NO_DATA, EXIT_REJECTED, EXIT_NOTHING = 2, 3, 4, 5
+
+
+def exit_code_for(err: BaseException) -> int | None:
+    """The documented exit code for a user-facing error, printed to stderr; None for a bug (let it raise)."""
+    import sys
+
+    from components.config import ConfigError
+    from components.contract import ContractError, DataReadError
+    from components.data import DataNotFoundError
+    from components.promotion import PromotionError
+    from components.validation import DataRejectedError
+
+    codes = [
+        ((ConfigError, ContractError), EXIT_CONFIG, "error"),
+        ((DataNotFoundError,), EXIT_NO_DATA, "error"),
+        ((DataRejectedError, DataReadError), EXIT_REJECTED, "data rejected"),
+        ((PromotionError,), EXIT_NOTHING, "error"),
+    ]
+    for types, code, prefix in codes:
+        if isinstance(err, types):
+            print(f"{prefix}: {redact(str(err))}", file=sys.stderr)
+            return code
+    return None

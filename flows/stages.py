@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flows.runtime import EXIT_CONFIG, EXIT_NO_DATA, EXIT_REJECTED  # noqa: F401  (shared exit codes)
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("flows.stages")
 
-EXIT_CONFIG, EXIT_NO_DATA, EXIT_REJECTED, EXIT_STALE = 2, 3, 4, 5  # as in the `mlops` CLI
+EXIT_STALE = 5  # outputs older than their inputs: run `dvc repro` first
 
 
 class StaleOutputsError(RuntimeError):
@@ -305,25 +307,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("great_expectations", "alembic", "mlflow.store", "urllib3", "git", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from components.config import ConfigError, load_settings
-    from components.data import DataNotFoundError
-    from components.validation import DataRejectedError
+    from components.config import load_settings
+    from flows.runtime import exit_code_for
 
     try:
         ctx = Ctx(load_settings(args.params), Path(args.params).resolve().parent, Path(args.out))
         train(ctx, args.candidate) if args.stage == "train" else STAGES[args.stage](ctx)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_CONFIG
-    except DataNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_NO_DATA
-    except DataRejectedError as err:
-        print(f"data rejected: {err}", file=sys.stderr)
-        return EXIT_REJECTED
     except StaleOutputsError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_STALE
+    except Exception as err:
+        code = exit_code_for(err)
+        if code is None:
+            raise
+        return code
     return 0
 
 

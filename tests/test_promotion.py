@@ -121,3 +121,12 @@ def test_manual_promotion_needs_a_reason_and_an_existing_version(store):
     assert registry.client().get_model_version(name, v2).tags["manual_promotion.reason"] == "hotfix"
     with pytest.raises(PromotionError, match="already @champion"):
         promote_manually(name, v2, reason="again", lock_dir=lock)
+
+
+def test_cli_rollback_without_previous_champion_exits_5_with_a_clear_message(tmp_path, capsys):
+    from flows.cli import main
+    from tests.conftest import make_project
+
+    project = make_project(tmp_path / "p", rows=60)
+    assert main(["--params", str(project / "params.yaml"), "rollback", "--reason", "test"]) == 5
+    assert "no @previous-champion: nothing to roll back to" in capsys.readouterr().err
