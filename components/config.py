@@ -128,6 +128,8 @@ class PackageSettings(_Section):
 class ServeSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(ge=1, le=65535)
+    max_batch: int = Field(default=1000, ge=1)
+    low_confidence_threshold: float = Field(default=0.6, gt=0.5, le=1)
 
 
 class Settings(_Section):

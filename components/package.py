@@ -55,6 +55,7 @@ def build_bento(
     schema: dict[str, Any],
     constraints: Path | None,
     max_batch: int = 1000,
+    low_confidence_threshold: float = 0.6,
 ) -> str:
     """Import ``models:/<registered_model>/<version>`` and build a bento; return its exact tag."""
     import bentoml
@@ -71,6 +72,7 @@ def build_bento(
         "model_tag": str(bento_model.tag),
         "schema": schema,
         "max_batch": max_batch,
+        "low_confidence_threshold": low_confidence_threshold,
         "metadata": {**metadata, "registered_model": registered_model, "model_version": version},
     }
     with tempfile.TemporaryDirectory(prefix="bento-build-") as ctx:

@@ -182,6 +182,8 @@ def package_task(settings: Settings, version: str, metadata: dict[str, str], sch
         metadata=metadata,
         schema=schema,
         constraints=root / "constraints.txt",
+        max_batch=settings.serve.max_batch,
+        low_confidence_threshold=settings.serve.low_confidence_threshold,
     )
 
 

@@ -1,5 +1,8 @@
 """The training flow end to end on a small sample: real Prefect, MLflow (SQLite), GX and BentoML."""
 
+import json
+from pathlib import Path
+
 import mlflow
 import pandas as pd
 import pytest
@@ -46,6 +49,8 @@ def test_version_carries_lineage_tags_and_an_exact_bento(project, two_runs):
     bento = bentoml.bentos.get(first["bento_tag"])
     assert bento.info.labels["model_version"] == first["version"]
     assert [str(m.tag) for m in bento.info.all_models]
+    config = json.loads((Path(bento.path) / "src" / "bento_config.json").read_text())
+    assert config["low_confidence_threshold"] == 0.6 and config["max_batch"] == 1000  # from params serve.*
 
 
 def test_same_data_and_params_give_identical_metrics(two_runs):
