@@ -23,7 +23,7 @@ from components.model import TrainedModel, save_model
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "training-pipeline"
-_uri_we_set: str | None = None
+_uris_we_set: set[str] = set()
 _COMPONENTS_DIR = Path(__file__).resolve().parent
 
 
@@ -39,14 +39,14 @@ def configure_tracking(root: str | Path) -> str:
     """Point MLflow at ``MLFLOW_TRACKING_URI`` or the project's SQLite store; return the URI."""
     import mlflow
 
-    global _uri_we_set
     root = Path(root).resolve()
-    # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI; only a value we did not set is the user's.
+    # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI; only a value we never set is the user's.
     from_env = os.environ.get("MLFLOW_TRACKING_URI")
-    user_uri = from_env if from_env and from_env != _uri_we_set else None
+    user_uri = from_env if from_env and from_env not in _uris_we_set else None
     uri = user_uri or f"sqlite:///{root / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
-    _uri_we_set = None if user_uri else os.environ.get("MLFLOW_TRACKING_URI")
+    if not user_uri and os.environ.get("MLFLOW_TRACKING_URI"):
+        _uris_we_set.add(os.environ["MLFLOW_TRACKING_URI"])
     mlflow.set_registry_uri(uri)
     if mlflow.get_experiment_by_name(EXPERIMENT) is None:
         location = None if uri.startswith("http") else (root / "mlartifacts").as_uri()

@@ -19,6 +19,14 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _no_tracking_uri_from_other_modules():
+    """Each module starts without MLFLOW_TRACKING_URI (mlflow.set_tracking_uri exports it)."""
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
 @pytest.fixture(scope="session")
 def prefect_harness():
     """One temporary Prefect API for the whole session (starting one costs ~15 s)."""
