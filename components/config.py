@@ -10,14 +10,21 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
     """params.yaml (or an override) is invalid; the message names the key."""
+
+
+class _KeyedError(ValueError):
+    """Raised inside a validator that knows the full dotted key better than pydantic's location does."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
 
 
 class _Section(BaseModel):
@@ -39,8 +46,69 @@ class ValidateSettings(_Section):
     max_null_fraction: float = Field(ge=0, le=1)
 
 
+class SearchDimension(_Section):
+    """One searched hyper-parameter: a numeric range ``{low, high, log, type}`` or ``{choices: [...]}``.
+
+    One model with a check rather than a union of two, so a mistake gives one
+    error about this key instead of one per union member.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    type: Literal["float", "int"] = "float"
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> SearchDimension:
+        if self.choices is not None:
+            return self._check_choices()
+        return self._check_range()
+
+    def _check_choices(self) -> SearchDimension:
+        mixed = sorted({"low", "high", "log", "type"} & self.model_fields_set)
+        if mixed:
+            raise ValueError(f"give either choices or a range, not both (also got {', '.join(mixed)})")
+        if not self.choices:
+            raise ValueError("choices must list at least one value")
+        return self
+
+    def _check_range(self) -> SearchDimension:
+        if self.low is None or self.high is None:
+            raise ValueError("a search dimension needs low and high, or choices")
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log: true needs low > 0, but low is {self.low:g}")
+        if self.type == "int" and not (float(self.low).is_integer() and float(self.high).is_integer()):
+            raise ValueError(f"type: int needs whole-number bounds, but they are {self.low:g} and {self.high:g}")
+        return self
+
+    @property
+    def is_categorical(self) -> bool:
+        return self.choices is not None
+
+    def extremes(self) -> list[Any]:
+        """Values that bound what a search can sample: the range ends, or every choice."""
+        if self.choices is not None:
+            return list(self.choices)
+        if self.type == "int":
+            return [int(self.low), int(self.high)]
+        return [self.low, self.high]
+
+
 class _Candidate(_Section):
     enabled: bool = True
+    search: dict[str, SearchDimension] | None = None
+
+    @classmethod
+    def hyper_parameters(cls) -> tuple[str, ...]:
+        """Fields a search may vary: everything but the bookkeeping keys, in declaration order."""
+        return tuple(k for k in cls.model_fields if k not in ("family", "enabled", "search"))
+
+    def as_spec(self) -> dict[str, Any]:
+        """The plain dict training takes; the search space stays typed (its dump would not re-validate)."""
+        return {**self.model_dump(exclude={"search"}), "search": self.search}
 
 
 class LogRegCandidate(_Candidate):
@@ -63,14 +131,62 @@ class TorchMLPCandidate(_Candidate):
     hidden: list[int] = Field(min_length=1)
     batch_size: int = Field(ge=1)
     weight_decay: float = Field(default=0.0, ge=0)
+    early_stopping_patience: int | None = Field(
+        default=None, ge=1, description="epochs without validation-loss improvement before training stops"
+    )
 
 
 FAMILIES = ("sklearn_logreg", "sklearn_hgb", "torch_mlp")
 Candidate = Annotated[LogRegCandidate | HGBCandidate | TorchMLPCandidate, Field(discriminator="family")]
 
 
+def _is_integer_field(model: type[BaseModel], field: str) -> bool:
+    annotation = model.model_fields[field].annotation
+    return annotation is int or int in get_args(annotation)
+
+
+def _check_search(name: str, spec: _Candidate) -> None:
+    """Every searched key must be a hyper-parameter of the family, and every value it can take valid for it.
+
+    Checked here, at load time, so a typo in a search space fails before any
+    trial has run rather than as a failed trial (or silently ignored key).
+    """
+    key = f"train.candidates.{name}.search"
+    known = spec.hyper_parameters()
+    for param, dim in (spec.search or {}).items():
+        if param not in known:
+            raise _KeyedError(key, f"{param!r} is not a parameter of {spec.family} (known: {', '.join(known)})")
+        if not dim.is_categorical and dim.type == "float" and _is_integer_field(type(spec), param):
+            raise _KeyedError(f"{key}.{param}", f"{param} is an integer parameter; add type: int to its range")
+        base = spec.model_dump(exclude={"search"})
+        for value in dim.extremes():
+            try:
+                type(spec).model_validate({**base, param: value}, strict=True)
+            except ValidationError as err:
+                reason = err.errors()[0]["msg"]
+                raise _KeyedError(f"{key}.{param}", f"{value!r} is not a valid {param} ({reason})") from None
+
+
+class ParallelSettings(_Section):
+    """Where candidate fits and search trials run; never changes results, only wall time."""
+
+    engine: Literal["local", "dask"] = "local"
+    address: str | None = Field(default=None, min_length=1, description="scheduler of an existing Dask cluster")
+    n_workers: int = Field(default=2, ge=1, description="LocalCluster workers when address is null")
+
+
+class SearchSettings(_Section):
+    """Hyper-parameter search for candidates that declare a ``search`` space (0 trials = off)."""
+
+    n_trials: int = Field(default=0, ge=0)
+    batch_size: int = Field(default=2, ge=1, description="trials asked at once; fixed so results ignore the engine")
+    seed: int = 42
+
+
 class TrainSettings(_Section):
     seed: int
+    parallel: ParallelSettings = Field(default_factory=ParallelSettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
     candidates: dict[str, Candidate] = Field(min_length=1)
 
     @field_validator("candidates", mode="before")
@@ -84,6 +200,12 @@ class TrainSettings(_Section):
                         f"candidate '{name}' has unknown family {family!r}; known families: {', '.join(FAMILIES)}"
                     )
         return value
+
+    @model_validator(mode="after")
+    def _search_spaces_fit_their_candidates(self) -> TrainSettings:
+        for name, spec in self.candidates.items():
+            _check_search(name, spec)
+        return self
 
     def enabled(self) -> dict[str, Candidate]:
         return {name: spec for name, spec in self.candidates.items() if spec.enabled}
@@ -173,7 +295,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
                 raise ConfigError(f"unknown params key '{where}' in override {item!r}")
             if depth == len(parts) - 1:
                 value = yaml.safe_load(text)
-                if isinstance(node[part], dict) and not isinstance(value, dict):
+                # null is allowed through: the typed settings then say whether that section is optional
+                if isinstance(node[part], dict) and not isinstance(value, dict) and value is not None:
                     raise ConfigError(f"'{key}' is a section, not a value; set one of its keys, e.g. {key}.<key>=...")
                 node[part] = value
             else:
@@ -181,13 +304,23 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return result
 
 
+def _dotted_key(loc: tuple[Any, ...]) -> str:
+    """pydantic's error location as the params key: no validator markers, no candidate family tag."""
+    parts = [str(p) for p in loc if not str(p).startswith(("function-", "tagged-"))]
+    if len(parts) > 3 and parts[:2] == ["train", "candidates"] and parts[3] in FAMILIES:
+        del parts[3]
+    return ".".join(parts).replace("validate_", "validate")
+
+
 def _format_error(err: ValidationError) -> str:
     lines = []
     for problem in err.errors():
-        loc = ".".join(str(p) for p in problem["loc"] if not str(p).startswith(("function-", "tagged-")))
-        loc = loc.replace("validate_", "validate")
+        loc = _dotted_key(problem["loc"])
         kind = problem["type"]
-        if kind == "missing":
+        cause = problem.get("ctx", {}).get("error")
+        if isinstance(cause, _KeyedError):
+            lines.append(str(cause))
+        elif kind == "missing":
             lines.append(f"missing key '{loc}'")
         elif kind == "extra_forbidden":
             lines.append(f"unknown key '{loc}'")

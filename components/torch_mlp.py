@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +25,82 @@ def build_mlp(n_inputs: int, hidden: list[int]):
     return nn.Sequential(*layers)
 
 
+@dataclass(frozen=True)
+class MLPFit:
+    """A trained net and how training went.
+
+    ``best_epoch`` (1-based) is the epoch whose weights ``net`` holds: the last one
+    without early stopping, the one with the lowest validation loss with it.
+    """
+
+    net: Any
+    epochs_trained: int
+    best_epoch: int
+    train_losses: tuple[float, ...]
+    val_losses: tuple[float, ...] = ()  # empty without validation data
+
+
+class _BestWeights:
+    """Keeps the weights of the epoch with the lowest validation loss and counts epochs since."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience = patience
+        self.loss = math.inf
+        self.epoch = 0
+        self.state: dict[str, Any] | None = None
+
+    def update(self, net, loss: float, epoch: int) -> bool:
+        """Record this epoch's validation loss; True when training should stop."""
+        if loss < self.loss:
+            self.loss, self.epoch = loss, epoch
+            self.state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        return epoch - self.epoch >= self.patience
+
+
+def _as_tensors(X: np.ndarray, y: np.ndarray):
+    import torch
+
+    features = torch.as_tensor(np.asarray(X, dtype=np.float32))
+    labels = torch.as_tensor(np.asarray(y, dtype=np.float32)).reshape(-1, 1)
+    return features, labels
+
+
+def _train_epoch(net, optimiser, loss_fn, features, labels, batch_size: int, generator) -> float:
+    """One pass in a seeded random order; returns the mean training loss."""
+    import torch
+
+    net.train()
+    order = torch.randperm(len(features), generator=generator)
+    total = 0.0
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        optimiser.zero_grad()
+        loss = loss_fn(net(features[idx]), labels[idx])
+        loss.backward()
+        optimiser.step()
+        total += float(loss.detach()) * len(idx)
+    return total / len(order)
+
+
+def mean_bce(net, X: np.ndarray, y: np.ndarray) -> float:
+    """Mean binary cross-entropy of ``net`` on preprocessed features: the early-stopping criterion."""
+    import torch
+
+    features, labels = _as_tensors(X, y)
+    net.eval()
+    with torch.no_grad():
+        return float(torch.nn.functional.binary_cross_entropy_with_logits(net(features), labels))
+
+
+def _check_validation(X_val, y_val, patience: int | None) -> None:
+    if (X_val is None) != (y_val is None):
+        raise ValueError("fit_mlp needs both X_val and y_val, or neither")
+    if patience is not None and X_val is None:
+        raise ValueError(f"patience={patience} needs validation data: pass X_val and y_val")
+    if patience is not None and patience < 1:
+        raise ValueError(f"patience must be at least 1, got {patience}")
+
+
 def fit_mlp(
     X: np.ndarray,
     y: np.ndarray,
@@ -32,33 +111,59 @@ def fit_mlp(
     batch_size: int,
     weight_decay: float,
     seed: int,
-):
-    """Train an MLP on already-preprocessed features; returns the module in eval mode."""
+    X_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
+    patience: int | None = None,
+) -> MLPFit:
+    """Train an MLP on already-preprocessed features; the returned net is in eval mode.
+
+    With ``patience`` (and validation data) training stops after ``patience``
+    epochs without a lower validation loss and the best epoch's weights are put
+    back, so more epochs can only help validation loss, never hurt it.
+    Validation data without ``patience`` is only scored and logged.
+    """
     import torch
 
+    _check_validation(X_val, y_val, patience)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
     generator = torch.Generator().manual_seed(seed)
     net = build_mlp(X.shape[1], hidden)
-    features = torch.as_tensor(np.asarray(X, dtype=np.float32))
-    labels = torch.as_tensor(np.asarray(y, dtype=np.float32)).reshape(-1, 1)
+    features, labels = _as_tensors(X, y)
     optimiser = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    net.train()
-    for epoch in range(epochs):
-        order = torch.randperm(len(features), generator=generator)
-        total = 0.0
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            optimiser.zero_grad()
-            loss = loss_fn(net(features[idx]), labels[idx])
-            loss.backward()
-            optimiser.step()
-            total += float(loss.detach()) * len(idx)
-        if (epoch + 1) % 10 == 0 or epoch + 1 == epochs:
-            log.info("mlp epoch %d/%d loss %.4f", epoch + 1, epochs, total / len(order))
+    best = _BestWeights(patience) if patience is not None else None
+    train_losses: list[float] = []
+    val_losses: list[float] = []
+    for epoch in range(1, epochs + 1):
+        train_losses.append(_train_epoch(net, optimiser, loss_fn, features, labels, batch_size, generator))
+        if X_val is not None:
+            val_losses.append(mean_bce(net, X_val, y_val))
+        stop = best is not None and best.update(net, val_losses[-1], epoch)
+        if epoch % 10 == 0 or epoch == epochs or stop:
+            _log_epoch(epoch, epochs, train_losses, val_losses)
+        if stop:
+            log.info("mlp early stop after epoch %d: no better validation loss since epoch %d", epoch, best.epoch)
+            break
+    return _finish(net, best, train_losses, val_losses)
+
+
+def _log_epoch(epoch: int, epochs: int, train_losses: list[float], val_losses: list[float]) -> None:
+    if val_losses:
+        log.info("mlp epoch %d/%d loss %.4f val loss %.4f", epoch, epochs, train_losses[-1], val_losses[-1])
+    else:
+        log.info("mlp epoch %d/%d loss %.4f", epoch, epochs, train_losses[-1])
+
+
+def _finish(net, best: _BestWeights | None, train_losses: list[float], val_losses: list[float]) -> MLPFit:
+    """Put back the best weights (if tracked) and package the outcome."""
+    epochs_trained = len(train_losses)
+    best_epoch = epochs_trained
+    if best is not None and best.state is not None:
+        net.load_state_dict(best.state)
+        best_epoch = best.epoch
     net.eval()
-    return net
+    return MLPFit(net, epochs_trained, best_epoch, tuple(train_losses), tuple(val_losses))
 
 
 def mlp_proba(net, X: np.ndarray) -> np.ndarray:

@@ -24,7 +24,14 @@ class UnknownFamilyError(ValueError):
     pass
 
 
-def _fit_logreg(X: pd.DataFrame, y: np.ndarray, params: dict[str, Any], seed: int):
+# Validation data for a fitter: raw features and the 0/1 target, or None.
+Validation = tuple[pd.DataFrame, np.ndarray] | None
+
+# Keys of a candidate spec that configure the pipeline, not the model.
+NON_MODEL_KEYS = ("family", "enabled", "search")
+
+
+def _fit_logreg(X: pd.DataFrame, y: np.ndarray, params: dict[str, Any], seed: int, val: Validation):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
 
@@ -32,7 +39,7 @@ def _fit_logreg(X: pd.DataFrame, y: np.ndarray, params: dict[str, Any], seed: in
     return Pipeline([("prep", build_preprocessor(X)), ("model", clf)]).fit(X, y), None, {}
 
 
-def _fit_hgb(X: pd.DataFrame, y: np.ndarray, params: dict[str, Any], seed: int):
+def _fit_hgb(X: pd.DataFrame, y: np.ndarray, params: dict[str, Any], seed: int, val: Validation):
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.pipeline import Pipeline
 
@@ -46,12 +53,15 @@ def _fit_hgb(X: pd.DataFrame, y: np.ndarray, params: dict[str, Any], seed: int):
     return Pipeline([("prep", build_preprocessor(X)), ("model", clf)]).fit(X, y), None, {}
 
 
-def _fit_torch_mlp(X: pd.DataFrame, y: np.ndarray, params: dict[str, Any], seed: int):
+def _fit_torch_mlp(X: pd.DataFrame, y: np.ndarray, params: dict[str, Any], seed: int, val: Validation):
+    """Validation data is used only with early stopping, so a plain fit stays exactly as before."""
     from components.torch_mlp import fit_mlp
 
     prep = build_preprocessor(X).fit(X)
     features = prep.transform(X)
-    net = fit_mlp(
+    patience = params.get("early_stopping_patience")
+    X_val, y_val = (prep.transform(val[0]), val[1]) if patience and val is not None else (None, None)
+    fit = fit_mlp(
         features,
         y,
         hidden=params["hidden"],
@@ -60,8 +70,12 @@ def _fit_torch_mlp(X: pd.DataFrame, y: np.ndarray, params: dict[str, Any], seed:
         batch_size=params["batch_size"],
         weight_decay=params.get("weight_decay", 0.0),
         seed=seed,
+        X_val=X_val,
+        y_val=y_val,
+        patience=patience if X_val is not None else None,
     )
-    return net, prep, {"n_inputs": int(features.shape[1])}
+    extra = {"n_inputs": int(features.shape[1]), "epochs_trained": fit.epochs_trained, "best_epoch": fit.best_epoch}
+    return fit.net, prep, extra
 
 
 _FITTERS: dict[str, Callable] = {
@@ -94,6 +108,34 @@ def _thread_limit(n_threads: int | None, *, torch_too: bool) -> Iterator[None]:
             torch.set_num_threads(previous)
 
 
+def _binary_target(y: pd.Series, classes: list[Any], what: str) -> np.ndarray:
+    """Encode labels as 0/1 with ``classes[1]`` as the positive class; unseen labels are an error."""
+    unseen = sorted(set(pd.unique(y).tolist()) - set(classes), key=str)
+    if unseen:
+        raise ValueError(f"{what} has labels not seen in training: {unseen!r} (training labels: {classes!r})")
+    return (y.to_numpy() == classes[1]).astype(np.int64)
+
+
+def _validation(
+    name: str, params: dict[str, Any], X: pd.DataFrame, classes: list[Any], X_val: pd.DataFrame | None, y_val
+) -> Validation:
+    """Validation data for the fitter; refuses early stopping without it rather than silently skipping it."""
+    if (X_val is None) != (y_val is None):
+        raise ValueError(f"candidate '{name}': pass both X_val and y_val, or neither")
+    patience = params.get("early_stopping_patience")
+    if patience and X_val is None:
+        raise ValueError(
+            f"candidate '{name}' sets early_stopping_patience={patience}, which needs validation data: "
+            "pass X_val and y_val to train_candidate"
+        )
+    if X_val is None:
+        return None
+    missing = [c for c in X.columns if c not in X_val.columns]
+    if missing:
+        raise ValueError(f"candidate '{name}': X_val lacks training feature columns: {', '.join(map(str, missing))}")
+    return X_val[list(X.columns)], _binary_target(y_val, classes, f"candidate '{name}': y_val")
+
+
 def train_candidate(
     name: str,
     family: str,
@@ -103,21 +145,31 @@ def train_candidate(
     *,
     seed: int,
     threshold: float = 0.5,
+    X_val: pd.DataFrame | None = None,
+    y_val: pd.Series | None = None,
 ) -> TrainedModel:
-    """Fit candidate ``name`` on raw features ``X``; the target must have exactly two labels."""
+    """Fit candidate ``name`` on raw features ``X``; the target must have exactly two labels.
+
+    ``params`` may be a whole candidate spec (``spec.model_dump()``): the
+    ``family``, ``enabled`` and ``search`` keys are ignored. ``X_val``/``y_val``
+    are used only by families that need them (early stopping of torch_mlp) and
+    never to fit weights.
+    """
     if family not in _FITTERS:
         raise UnknownFamilyError(f"unknown model family {family!r}; known families: {', '.join(_FITTERS)}")
     classes = sorted(pd.unique(y).tolist())
     if len(classes) != 2:
         raise ValueError(f"binary classification needs exactly two target labels, found {classes!r}")
-    y_bin = (y.to_numpy() == classes[1]).astype(np.int64)
+    y_bin = _binary_target(y, classes, "y")
+    params = {k: v for k, v in params.items() if k not in NON_MODEL_KEYS}
+    val = _validation(name, params, X, classes, X_val, y_val)
     log.info("training %s (%s) on %d rows", name, family, len(X))
     with _thread_limit(1 if len(X) < SMALL_DATA_ROWS else None, torch_too=family == "torch_mlp"):
-        estimator, prep, extra = _FITTERS[family](X, y_bin, params, seed)
+        estimator, prep, extra = _FITTERS[family](X, y_bin, params, seed, val)
     return TrainedModel(
         name=name,
         family=family,
-        params={k: v for k, v in params.items() if k not in ("family", "enabled")},
+        params=params,
         feature_columns=list(X.columns),
         classes=classes,
         estimator=estimator,

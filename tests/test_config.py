@@ -93,3 +93,83 @@ def test_load_settings_with_overrides(tmp_path, raw):
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
     assert load_settings(path, ["data.seed=7"]).data.seed == 7
+
+
+def test_parallel_and_search_sections_default_when_absent(raw):
+    raw["train"].pop("parallel", None)
+    raw["train"].pop("search", None)
+    train = parse_settings(raw).train
+    assert (train.parallel.engine, train.parallel.address, train.parallel.n_workers) == ("local", None, 2)
+    assert (train.search.n_trials, train.search.batch_size) == (0, 2)
+
+
+def test_parallel_search_and_search_spaces_are_accepted(raw):
+    raw["train"]["parallel"] = {"engine": "dask", "address": "tcp://scheduler:8786", "n_workers": 4}
+    raw["train"]["search"] = {"n_trials": 8, "batch_size": 4, "seed": 1}
+    raw["train"]["candidates"]["hgb"]["search"] = {
+        "learning_rate": {"low": 0.01, "high": 0.3, "log": True},
+        "max_leaf_nodes": {"low": 8, "high": 64, "type": "int"},
+    }
+    raw["train"]["candidates"]["mlp"]["early_stopping_patience"] = 5
+    raw["train"]["candidates"]["mlp"]["search"] = {"hidden": {"choices": [[64, 32], [32]]}}
+    raw["train"]["candidates"]["logreg"].pop("search", None)
+    train = parse_settings(raw).train
+    assert train.parallel.address == "tcp://scheduler:8786" and train.search.n_trials == 8
+    space = train.candidates["hgb"].search
+    assert space["learning_rate"].log and space["max_leaf_nodes"].type == "int"
+    assert train.candidates["mlp"].early_stopping_patience == 5
+    assert train.candidates["mlp"].search["hidden"].choices == [[64, 32], [32]]
+    assert train.candidates["logreg"].search is None
+
+
+@pytest.mark.parametrize(
+    ("search", "message"),
+    [
+        (
+            {"learnin_rate": {"low": 0.01, "high": 0.3}},
+            r"train\.candidates\.hgb\.search: 'learnin_rate' is not a parameter of sklearn_hgb "
+            r"\(known: learning_rate, max_iter, max_leaf_nodes\)",
+        ),
+        ({"enabled": {"choices": [True]}}, r"'enabled' is not a parameter of sklearn_hgb"),
+        ({"learning_rate": {"low": 0.3, "high": 0.3}}, r"'train\.candidates\.hgb\.search\.learning_rate'.*below"),
+        ({"learning_rate": {"low": 0, "high": 0.3, "log": True}}, r"search\.learning_rate'.*log: true needs low > 0"),
+        ({"learning_rate": {"choices": []}}, r"search\.learning_rate'.*at least one value"),
+        ({"learning_rate": {"high": 0.3}}, r"search\.learning_rate'.*needs low and high, or choices"),
+        ({"max_leaf_nodes": {"low": 8, "high": 64}}, r"search\.max_leaf_nodes: .*integer parameter; add type: int"),
+        ({"max_leaf_nodes": {"low": 1, "high": 64, "type": "int"}}, r"search\.max_leaf_nodes: 1 is not a valid"),
+        ({"learning_rate": {"choices": ["fast"]}}, r"search\.learning_rate: 'fast' is not a valid learning_rate"),
+    ],
+)
+def test_bad_search_spaces_name_the_key(raw, search, message):
+    raw["train"]["candidates"]["hgb"]["search"] = search
+    with pytest.raises(ConfigError, match=message):
+        parse_settings(raw)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "where"),
+    [
+        ("parallel", {"engine": "ray"}, "train.parallel.engine"),
+        ("parallel", {"n_workers": 0}, "train.parallel.n_workers"),
+        ("search", {"n_trials": -1}, "train.search.n_trials"),
+        ("search", {"batch_size": 0}, "train.search.batch_size"),
+    ],
+)
+def test_bad_parallel_and_search_settings_name_the_key(raw, key, value, where):
+    raw["train"][key] = value
+    with pytest.raises(ConfigError, match=f"key '{where}'"):
+        parse_settings(raw)
+
+
+def test_patience_must_be_positive(raw):
+    raw["train"]["candidates"]["mlp"]["early_stopping_patience"] = 0
+    with pytest.raises(ConfigError, match=r"key 'train\.candidates\.mlp\.early_stopping_patience'"):
+        parse_settings(raw)
+
+
+def test_an_optional_section_can_be_switched_off_with_null_and_a_required_one_cannot(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    assert load_settings(path, ["train.candidates.logreg.search=null"]).train.candidates["logreg"].search is None
+    with pytest.raises(ConfigError, match="'data'"):
+        load_settings(path, ["data=null"])

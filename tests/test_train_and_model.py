@@ -53,9 +53,7 @@ def test_unknown_family_lists_known(frame):
 
 def test_single_class_target_is_refused(frame):
     with pytest.raises(ValueError, match="exactly two target labels"):
-        train_candidate(
-            "c", "sklearn_logreg", PARAMS["sklearn_logreg"], frame[["x1"]], pd.Series(["a"] * 160), seed=0
-        )
+        train_candidate("c", "sklearn_logreg", PARAMS["sklearn_logreg"], frame[["x1"]], pd.Series(["a"] * 160), seed=0)
 
 
 def test_missing_feature_column_is_named(frame):
@@ -92,3 +90,82 @@ def test_choose_best_is_deterministic_on_ties():
     assert choose_best([a, b], "roc_auc").candidate == "a"
     with pytest.raises(ValueError, match="disabled"):
         choose_best([], "roc_auc")
+
+
+def _noise(n: int, seed: int):
+    """Labels unrelated to features: any fit beyond the first epochs is overfitting."""
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 6)).astype(np.float32), rng.integers(0, 2, size=n)
+
+
+def test_early_stopping_stops_when_validation_loss_rises_and_keeps_the_best_weights():
+    from components.torch_mlp import fit_mlp, mean_bce
+
+    X, y = _noise(48, 0)
+    X_val, y_val = _noise(48, 1)
+    fit = fit_mlp(X, y, hidden=[64], epochs=300, lr=0.05, batch_size=8, weight_decay=0.0, seed=0,
+                  X_val=X_val, y_val=y_val, patience=5)  # fmt: skip
+    assert fit.epochs_trained < 300
+    assert fit.epochs_trained == fit.best_epoch + 5 == len(fit.val_losses)
+    assert min(fit.val_losses) == fit.val_losses[fit.best_epoch - 1]
+    assert mean_bce(fit.net, X_val, y_val) == pytest.approx(fit.val_losses[fit.best_epoch - 1], abs=1e-7)
+    assert not fit.net.training
+
+
+def test_early_stopping_is_deterministic():
+    from components.torch_mlp import fit_mlp, mlp_proba
+
+    X, y = _noise(48, 0)
+    X_val, y_val = _noise(48, 1)
+    kw = {"hidden": [16], "epochs": 100, "lr": 0.05, "batch_size": 8, "weight_decay": 0.0, "seed": 3}
+    a = fit_mlp(X, y, X_val=X_val, y_val=y_val, patience=4, **kw)
+    b = fit_mlp(X, y, X_val=X_val, y_val=y_val, patience=4, **kw)
+    assert (a.epochs_trained, a.best_epoch, a.val_losses) == (b.epochs_trained, b.best_epoch, b.val_losses)
+    np.testing.assert_array_equal(mlp_proba(a.net, X_val), mlp_proba(b.net, X_val))
+
+
+def test_fit_mlp_without_patience_trains_every_epoch():
+    from components.torch_mlp import fit_mlp
+
+    X, y = _noise(32, 0)
+    fit = fit_mlp(X, y, hidden=[4], epochs=3, lr=0.01, batch_size=8, weight_decay=0.0, seed=0)
+    assert (fit.epochs_trained, fit.best_epoch, fit.val_losses) == (3, 3, ())
+    with pytest.raises(ValueError, match="patience=2 needs validation data"):
+        fit_mlp(X, y, hidden=[4], epochs=3, lr=0.01, batch_size=8, weight_decay=0.0, seed=0, patience=2)
+
+
+def test_patience_without_validation_data_is_a_clear_error(frame):
+    params = {**PARAMS["torch_mlp"], "early_stopping_patience": 3}
+    with pytest.raises(ValueError, match="candidate 'mlp' sets early_stopping_patience=3.*pass X_val and y_val"):
+        train_candidate("mlp", "torch_mlp", params, frame.drop(columns="label"), frame["label"], seed=0)
+
+
+def test_early_stopping_through_train_candidate_records_epochs(frame, tmp_path):
+    import json
+
+    train, val = frame.iloc[:100], frame.iloc[100:]
+    params = {**PARAMS["torch_mlp"], "epochs": 200, "lr": 0.05, "early_stopping_patience": 3}
+    model = train_candidate("mlp", "torch_mlp", params, train.drop(columns="label"), train["label"], seed=0,
+                            X_val=val.drop(columns="label"), y_val=val["label"])  # fmt: skip
+    assert model.extra["best_epoch"] + 3 == model.extra["epochs_trained"] < 200
+    json.dumps(model.extra)
+    loaded = load_model(save_model(model, tmp_path / "m"))
+    np.testing.assert_array_equal(loaded.predict_proba(val), model.predict_proba(val))
+
+
+def test_validation_labels_must_be_known(frame):
+    params = {**PARAMS["torch_mlp"], "early_stopping_patience": 3}
+    X, y = frame.drop(columns="label"), frame["label"]
+    with pytest.raises(ValueError, match=r"y_val has labels not seen in training: \['maybe'\]"):
+        train_candidate("mlp", "torch_mlp", params, X, y, seed=0, X_val=X.head(3), y_val=pd.Series(["maybe"] * 3))
+
+
+def test_a_whole_config_spec_trains_and_keeps_only_model_params(frame):
+    from components.config import HGBCandidate
+
+    spec = HGBCandidate(
+        family="sklearn_hgb", learning_rate=0.2, max_iter=20, max_leaf_nodes=8,
+        search={"learning_rate": {"low": 0.01, "high": 0.3}},
+    ).model_dump()  # fmt: skip
+    model = train_candidate("hgb", spec["family"], spec, frame.drop(columns="label"), frame["label"], seed=0)
+    assert model.params == {"learning_rate": 0.2, "max_iter": 20, "max_leaf_nodes": 8}
