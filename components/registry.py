@@ -80,6 +80,8 @@ def log_model(model: TrainedModel, example: pd.DataFrame) -> str:
     from mlflow.models import infer_signature
 
     example = example[model.feature_columns].head(5)
+    # Requests arrive as text, so the signature says string; categoricals (large-data training) say it too.
+    example = example.astype({c: "str" for c in example.select_dtypes("category").columns})
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = save_model(model, Path(tmp) / "model")
         info = mlflow.pyfunc.log_model(

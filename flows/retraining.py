@@ -30,7 +30,9 @@ TRAINING_PARAM_KEYS = [
     "data.val_size",
     "data.seed",
     "validate",
-    "train",
+    "train.seed",
+    "train.search",
+    "train.candidates",  # not train.parallel: the engine never changes what is trained
     "evaluate",
     "promote",
 ]

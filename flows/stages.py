@@ -136,12 +136,13 @@ def split(ctx: Ctx) -> None:
 
 
 def train(ctx: Ctx, name: str) -> None:
-    """Fit one candidate on train and evaluate it on val: its model dir and val metrics."""
+    """Fit (or search) one candidate on train, scored on val: its model dir and val metrics.
+
+    Same call as the Prefect flow (``choose_candidate``), fits one after another.
+    """
     from components.config import ConfigError
-    from components.data import features_and_target
-    from components.evaluate import evaluate as evaluate_model
     from components.model import save_model
-    from components.train import train_candidate
+    from components.search import choose_candidate, fit_and_score
 
     settings = ctx.settings
     spec = settings.train.candidates.get(name)
@@ -153,14 +154,27 @@ def train(ctx: Ctx, name: str) -> None:
         write_json(model_dir / "disabled.json", {"candidate": name, "enabled": False})
         write_json(metrics, {})
         return
-    target = settings.data.target
-    X, y = features_and_target(ctx.read("split", "train.parquet"), target)
-    model = train_candidate(name, spec.family, spec.model_dump(), X, y, seed=settings.train.seed,
-                            threshold=settings.evaluate.decision_threshold)  # fmt: skip
-    result = evaluate_model(model, ctx.read("split", "val.parquet"), target, "val")
-    save_model(model, model_dir)  # byte-stable: equal models give equal files
-    write_json(metrics, result.metrics)
-    log.info("candidate %s: val %s", name, result.metrics)
+    ev, search = settings.evaluate, settings.train.search
+    train_frame, val_frame = ctx.read("split", "train.parquet"), ctx.read("split", "val.parquet")
+
+    def fit_batch(specs: list[dict]) -> list:
+        outcomes = []
+        for one in specs:
+            try:
+                outcomes.append(fit_and_score(name, one, train_frame, val_frame, settings.data.target,
+                                              seed=settings.train.seed, threshold=ev.decision_threshold,
+                                              primary_metric=ev.primary_metric))  # fmt: skip
+            except Exception as err:  # a failed search trial; a plain fit re-raises it
+                outcomes.append(err)
+        return outcomes
+
+    outcome = choose_candidate(name, spec.as_spec(), n_trials=search.n_trials, batch_size=search.batch_size,
+                               seed=search.seed, primary_metric=ev.primary_metric, fit_batch=fit_batch)  # fmt: skip
+    save_model(outcome.model, model_dir)  # byte-stable: equal models give equal files
+    if outcome.search is not None:
+        write_json(model_dir / "search.json", outcome.search.to_dict())
+    write_json(metrics, outcome.result.metrics)
+    log.info("candidate %s: val %s", name, outcome.result.metrics)
 
 
 def evaluate(ctx: Ctx) -> None:
@@ -219,6 +233,7 @@ def release(ctx: Ctx) -> None:
     from components.lineage import git_commit, lineage_tags
     from components.model import load_model
     from components.promotion import mark_challenger
+    from components.search import CandidateOutcome
     from flows import training as flow
     from flows.runtime import prepare_environment
 
@@ -250,7 +265,8 @@ def release(ctx: Ctx) -> None:
                     mlflow.set_tag("candidate", cand)
                     mlflow.log_metrics({f"val_{k}": v for k, v in metrics.items()})
         val = EvalResult(model.name, "val", 0, result["candidates"][model.name])
-        child_id, model_uri = flow.log_candidate_task.fn(run_id, model, val, accepted.drop(columns=[target]))
+        outcome = CandidateOutcome(model, val)
+        child_id, model_uri = flow.log_candidate_task.fn(run_id, outcome, accepted.drop(columns=[target]))
         with mlflow.start_run(run_id=child_id, nested=True):
             mlflow.log_metrics(test_metrics)
         tags = lineage_tags(dataset_md5=md5, dataset_path=s.data.path, git=commit, params_hash=phash,

@@ -21,10 +21,11 @@ from prefect.artifacts import create_markdown_artifact
 from components import data as data_mod
 from components import registry
 from components.config import ConfigError, Settings, load_settings, params_hash
-from components.evaluate import EvalResult, choose_best, evaluate
 from components.lineage import git_commit, lineage_tags
 from components.model import TrainedModel
+from components.search import CandidateOutcome
 from components.summary import RunSummary, redact_uri, render_markdown
+from flows.fitting import train_and_choose
 
 IO_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 5, 15]}
 
@@ -71,19 +72,6 @@ def reference_task(name: str, root: Path, frame, md5: str, settings: Settings, c
     d = settings.data
     train = data_mod.split(frame, d.target, d.test_size, d.val_size, d.seed).train
     return train, "this dataset's training split (no champion dataset to compare against)"
-
-
-@task(name="train-candidate")
-def train_task(name: str, spec: dict[str, Any], train_frame, target: str, seed: int, threshold: float):
-    from components.train import train_candidate
-
-    X, y = data_mod.features_and_target(train_frame, target)
-    return train_candidate(name, spec["family"], spec, X, y, seed=seed, threshold=threshold)
-
-
-@task(name="evaluate-candidate")
-def evaluate_task(model: TrainedModel, frame, target: str, split: str) -> EvalResult:
-    return evaluate(model, frame, target, split)
 
 
 @task(name="assess-on-test")
@@ -155,15 +143,36 @@ def gate_task(settings: Settings, assessment, champion_version: str | None, cham
 
 
 @task(name="log-candidate", **IO_RETRIES)
-def log_candidate_task(parent_run_id: str, model: TrainedModel, val: EvalResult, example) -> tuple[str, str]:
-    """One child run per candidate: params, validation metrics and the model itself."""
+def log_candidate_task(parent_run_id: str, outcome: CandidateOutcome, example) -> tuple[str, str]:
+    """One child run per candidate (params, validation metrics, the model), one grandchild per search trial."""
     import mlflow
 
+    model, val = outcome.model, outcome.result
     with mlflow.start_run(run_name=model.name, parent_run_id=parent_run_id, nested=True) as child:
         mlflow.set_tag("candidate", model.name)
         mlflow.log_params({"family": model.family, **model.params})
         mlflow.log_metrics({f"val_{k}": v for k, v in val.metrics.items()})
+        if outcome.search is not None:
+            _log_trials(child.info.run_id, outcome)
         return child.info.run_id, registry.log_model(model, example)
+
+
+def _log_trials(candidate_run_id: str, outcome: CandidateOutcome) -> None:
+    import mlflow
+
+    search = outcome.search
+    mlflow.log_dict(search.to_dict(), "search.json")
+    mlflow.set_tags({"search.best_trial": str(search.best_number), "search.n_trials": str(len(search.trials))})
+    for trial in search.trials:
+        name = f"{search.candidate}-trial-{trial.number}"
+        with mlflow.start_run(run_name=name, parent_run_id=candidate_run_id, nested=True):
+            mlflow.set_tags({"candidate": search.candidate, "trial": str(trial.number), "trial_state": trial.state})
+            mlflow.set_tag("best_trial", str(trial.number == search.best_number).lower())
+            mlflow.log_params(trial.params)
+            if trial.reason:
+                mlflow.set_tag("failure", trial.reason[:500])
+            if trial.number in (outcome.trial_results or {}):
+                mlflow.log_metrics({f"val_{k}": v for k, v in outcome.trial_results[trial.number].metrics.items()})
 
 
 @task(name="register-model", **IO_RETRIES)
@@ -327,20 +336,6 @@ def _release(ctx: _RunContext, model: TrainedModel, frame, test, decision, champ
     return bento_tag, [], [outcome.reason]
 
 
-def _train_and_choose(ctx: _RunContext, splits, logger):
-    """Train every enabled candidate, evaluate on validation, choose the best."""
-    ev = ctx.settings.evaluate
-    models: dict[str, TrainedModel] = {}
-    results: dict[str, EvalResult] = {}
-    for cand, spec in ctx.settings.train.enabled().items():
-        models[cand] = train_task(
-            cand, spec.model_dump(), splits.train, ctx.target, ctx.settings.train.seed, ev.decision_threshold
-        )
-        results[cand] = evaluate_task(models[cand], splits.val, ctx.target, "val")
-        logger.info("candidate %s: val %s %.4f", cand, ev.primary_metric, results[cand].metrics[ev.primary_metric])
-    return models, results, choose_best(list(results.values()), ev.primary_metric)
-
-
 @flow(name="training-pipeline")
 def training_pipeline(
     params_path: str = "params.yaml",
@@ -368,7 +363,11 @@ def training_pipeline(
     frame, md5 = load_dataset_task((ctx.root / settings.data.path).resolve(), ctx.contract_path)
     logger.info("dataset %s md5 %s: %d rows", settings.data.path, md5, len(frame))
     phash, code_hash = params_hash(settings.as_params()), code_fingerprint(["components", "flows.training"])
-    ctx = replace(ctx, md5=md5, phash=phash, code_hash=code_hash, fingerprint=run_fingerprint(md5, phash, code_hash))
+    # The engine (train.parallel) never changes what is trained, so it is no reason to run again.
+    params = settings.as_params()
+    params["train"] = {k: v for k, v in params["train"].items() if k != "parallel"}
+    fingerprint = run_fingerprint(md5, params_hash(params), code_hash)
+    ctx = replace(ctx, md5=md5, phash=phash, code_hash=code_hash, fingerprint=fingerprint)
     done = registry.find_completed(name, ctx.fingerprint)
     if done is not None and not force:
         return _skipped(name, done, ctx.fingerprint, md5, settings.data.path, tracking_uri)
@@ -403,10 +402,11 @@ def training_pipeline(
         d = settings.data
         splits = data_mod.split(frame, target, d.test_size, d.val_size, d.seed)
         logger.info("split %s", splits.sizes())
-        models, results, best = _train_and_choose(ctx, splits, logger)
+        outcomes, best, fits = train_and_choose(settings, ctx.root, splits, logger, force)
         example = splits.train.drop(columns=[target])
-        logged = {c: log_candidate_task(ctx.run_id, models[c], results[c], example) for c in models}
-        model = models[best.candidate]
+        logged = {c: log_candidate_task(ctx.run_id, outcomes[c], example) for c in outcomes}
+        model = outcomes[best.candidate].model
+        mlflow.log_metrics({"fit_phase_seconds": fits.seconds, "fits_trained": fits.fitted, "fits_cached": fits.cached})
 
         # assess on test, gate against the champion
         assessment = assess_task(model, splits.test, settings, ctx.out_dir)
@@ -454,7 +454,7 @@ def training_pipeline(
             n_rows=len(frame),
             split_sizes=splits.sizes(),
             validation=f"{validation}; drift vs {reference_note} (report: {report_uri})",
-            candidates={k: v.metrics for k, v in results.items()},
+            candidates={k: v.result.metrics for k, v in outcomes.items()},
             chosen=best.candidate,
             test_metrics=assessment.metrics,
             registered_model=name,
@@ -464,7 +464,7 @@ def training_pipeline(
             decision=decision.reason,
             tracking_uri=redact_uri(tracking_uri),
             run_id=ctx.run_id,
-            notes=notes,
+            notes=[fits.note(), *notes],
             gate=decision.summary_lines()[1:],
         )
         markdown = render_markdown(summary)

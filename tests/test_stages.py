@@ -171,8 +171,10 @@ def test_params_listed_per_stage_exist_and_train_lists_only_its_own_keys():
     candidates = list(params["train"]["candidates"])
     assert _dvc_yaml()["stages"]["train"]["foreach"] == candidates
     for cand in candidates:
+        # train.parallel is left out on purpose: the engine never changes results, so it re-runs nothing
         assert set(resolved[f"train@{cand}"]["params"]) == {
-            "data.target", "train.seed", f"train.candidates.{cand}", "evaluate.decision_threshold"}  # fmt: skip
+            "data.target", "train.seed", "train.search", f"train.candidates.{cand}",
+            "evaluate.decision_threshold", "evaluate.primary_metric"}  # fmt: skip
         assert f"train.candidates.{cand}.enabled" in resolved["evaluate"]["params"]
         assert f"runs/dvc/models/{cand}" in resolved["evaluate"]["deps"]
     assert resolved["release"].get("frozen") is True and "outs" not in resolved["release"]

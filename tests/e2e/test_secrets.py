@@ -16,14 +16,13 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from components.config import load_settings, params_hash
 from components.data import file_md5
 from components.lineage import git_commit
 from tests.conftest import make_project
-from tests.e2e.test_prefect_server import IDENTITY, background, clean_env, free_port, run
+from tests.e2e.test_prefect_server import IDENTITY, background, clean_env, free_port, run, wait_healthy
 
 pytestmark = pytest.mark.slow
 MODEL = "breast-cancer-classifier"
@@ -95,16 +94,7 @@ def tracking_server(tmp_path_factory):
     ]
     env = clean_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # no background job runner processes
     with background(cmd, env, tmp, tmp / "server.log") as proc:
-        deadline = time.monotonic() + 240
-        while True:
-            assert proc.poll() is None, (tmp / "server.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "mlflow server did not start"
-            time.sleep(1)
+        wait_healthy(f"http://127.0.0.1:{port}/health", proc)
         yield {"port": port, "log": tmp / "server.log"}
 
 
