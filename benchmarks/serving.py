@@ -5,7 +5,11 @@
 Trains one model on the full breast-cancer set, registers it in a temporary MLflow store
 and builds its bento in a temporary BENTOML_HOME, then for each server: 1-record requests
 at 32 connections, then 256-record requests (wrk, lua body). In-process ``pyfunc.predict``
-is the ceiling. Prints a table and appends it to benchmarks/RESULTS.md with the machine.
+is the ceiling. Two floors show what the machine allows before any model work: a bare
+uvicorn ASGI app and an empty BentoML endpoint (same service options as ours), both
+answering a fixed body. "cpu ms/req" is the server processes' CPU time per request, which
+other jobs on the machine disturb much less than req/s. Prints a table and appends it to
+benchmarks/RESULTS.md with the machine.
 Targets (issue 5): bento single req/s >= 1.5x Flask's with p99 <= 50 ms and no errors;
 bento batch rows/s >= 50% of in-process 256-row predict.
 """
@@ -65,6 +69,37 @@ def predict():
     out = model.predict(pd.DataFrame(request.get_json()["records"]))
     return jsonify({"predictions": out.to_dict("records")})
 """
+FIXED_BODY = b'{"predictions": [{"label": 1, "probability": 0.9, "model_version": "1"}]}'
+HELLO_ASGI = f"""
+BODY = {FIXED_BODY!r}
+HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    message = await receive()
+    while message.get("more_body"):
+        message = await receive()
+    await send({{"type": "http.response.start", "status": 200, "headers": HEADERS}})
+    await send({{"type": "http.response.body", "body": BODY}})
+"""
+EMPTY_BENTO = f"""
+import gc
+from typing import Any
+import bentoml
+from starlette.responses import Response
+
+@bentoml.service(name="empty", workers=1, traffic={{"timeout": 30}}, logging={{"access": {{"enabled": False}}}},
+                 tracing={{"excluded_urls": ["/predict"]}})
+class Empty:
+    def __init__(self):
+        gc.collect()
+        gc.freeze()  # as our service does
+
+    @bentoml.api(route="/predict")
+    async def predict(self, records: list[dict[str, Any]]) -> dict:
+        return Response({FIXED_BODY!r}, media_type="application/json")
+"""
 
 
 def build(workdir: Path, family: str) -> tuple[str, str, pd.DataFrame]:
@@ -113,19 +148,54 @@ def in_process(model_path: str, X, seconds: float = 3.0) -> dict[str, float]:
     return out
 
 
-def wrk(url: str, body_path: Path, duration: int, lua: Path) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` and all its descendants, living now."""
+    import psutil
+
+    total = 0.0
+    root = psutil.Process(pid)
+    for proc in (root, *root.children(recursive=True)):
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def wrk(url: str, body_path: Path, duration: int, lua: Path, server_pid: int) -> dict[str, float]:
     cmd = ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{duration}s", "--timeout", "30s", "-s", str(lua), url]
+    cpu_before = cpu_seconds(server_pid)
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "WRK_BODY": str(body_path)})
+    cpu = cpu_seconds(server_pid) - cpu_before
     match = re.search(r"RESULT (\S+) (\S+) (\S+) (\S+) (\S+) (\S+)", out.stdout)
     if not match:
         raise RuntimeError(f"wrk failed: {out.stdout}\n{out.stderr}")
     n, socket_errors, non2xx, p50, p99, secs = (float(v) for v in match.groups())
-    return {"req_s": n / secs, "p50": p50, "p99": p99, "errors": int(socket_errors + non2xx)}
+    errors = int(socket_errors + non2xx)
+    return {"req_s": n / secs, "p50": p50, "p99": p99, "errors": errors, "cpu_ms": 1000 * cpu / max(n, 1)}
+
+
+def http_stack(pid: int) -> str:
+    """Event loop and HTTP parser a uvicorn worker under ``pid`` runs, read from its memory maps.
+
+    uvicorn's "auto" settings (BentoML passes no others) pick uvloop and httptools when installed.
+    """
+    import psutil
+
+    found = set()
+    for proc in (psutil.Process(pid), *psutil.Process(pid).children(recursive=True)):
+        try:
+            paths = {m.path for m in proc.memory_maps()}
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        found |= {name for name in ("uvloop", "httptools") for path in paths if f"/{name}/" in path}
+    return " + ".join(sorted(found)) or "asyncio + h11"
 
 
 @contextmanager
 def process(cmd: list[str], health_url: str, cwd: Path, env: dict[str, str], timeout_s: float = 180):
-    """A server subprocess in its own session, up until the block exits."""
+    """A server subprocess in its own session, up until the block exits; yields its pid."""
     import httpx
 
     from components.infra_validation import stop_server
@@ -151,7 +221,7 @@ def process(cmd: list[str], health_url: str, cwd: Path, env: dict[str, str], tim
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{cmd[0]} did not start; see {cwd / Path(cmd[0]).name}.log")
             time.sleep(0.5)
-        yield
+        yield proc.pid
     finally:
         stop_server(proc)
 
@@ -161,6 +231,7 @@ def main() -> int:
     parser.add_argument("--family", default="sklearn_logreg", choices=sorted(PARAMS))
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--keep", action="store_true", help="keep the temporary stores and server logs")
+    parser.add_argument("--no-append", action="store_true", help="print the table only, leave RESULTS.md alone")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     workdir = Path(tempfile.mkdtemp(prefix="bench-serving-"))
@@ -187,28 +258,43 @@ def main() -> int:
             path.write_text(json.dumps({key: (records * 2)[:rows]}))
             bodies[kind, rows] = path
     ceiling = in_process(model_path, X)
-    results = []
+    results, stacks = [], {}
 
-    def load(name: str, single_url: str, batch_url: str, kind: str) -> None:
+    def load(name: str, pid: int, single_url: str, batch_url: str | None, kind: str) -> None:
         for rows, mode, url in ((1, "single", single_url), (BATCH, "batch", batch_url)):
+            if url is None:
+                continue
             load_avg = os.getloadavg()[0]
             log.info("wrk %s %s (load average %.1f)", name, mode, load_avg)
-            r = wrk(url, bodies[kind, rows], args.duration, lua)
+            r = wrk(url, bodies[kind, rows], args.duration, lua, pid)
             results.append({"server": name, "mode": mode, "rows_s": r["req_s"] * rows, "load": load_avg, **r})
 
+    bin_dir = Path(sys.executable).parent
+    port = free_port()
+    hello = [str(bin_dir / "uvicorn"), "hello:app", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+    (workdir / "hello.py").write_text(HELLO_ASGI)
+    with process(hello, f"http://127.0.0.1:{port}/", workdir, {}) as pid:
+        stacks["bare uvicorn"] = http_stack(pid)
+        load("floor: bare uvicorn, fixed answer", pid, f"http://127.0.0.1:{port}/predict", None, "ours")
+    port = free_port()
+    empty = [str(bin_dir / "bentoml"), "serve", "empty:Empty", "--host", "127.0.0.1", "--port", str(port)]
+    (workdir / "empty.py").write_text(EMPTY_BENTO)
+    with process(empty, f"http://127.0.0.1:{port}/readyz", workdir, {}) as pid:
+        load("floor: empty BentoML endpoint", pid, f"http://127.0.0.1:{port}/predict", None, "ours")
     for workers in (1, 2):
         with serve_bento(tag, env={"MLOPS_SERVE_WORKERS": str(workers)}, timeout_s=300) as served:
             name = f"bento ({workers} worker{'s' if workers > 1 else ''})"
-            load(name, f"{served.url}/predict", f"{served.url}/batch_predict", "ours")
+            stacks[name] = http_stack(served.pid)
+            load(name, served.pid, f"{served.url}/predict", f"{served.url}/batch_predict", "ours")
     (workdir / "flaskapp.py").write_text(FLASK_APP)
     port = free_port()
-    gunicorn = [str(Path(sys.executable).parent / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "flaskapp:app"]
-    with process(gunicorn, f"http://127.0.0.1:{port}/health", workdir, {"MODEL_PATH": model_path}):
+    gunicorn = [str(bin_dir / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "flaskapp:app"]
+    with process(gunicorn, f"http://127.0.0.1:{port}/health", workdir, {"MODEL_PATH": model_path}) as pid:
         url = f"http://127.0.0.1:{port}/predict"
-        load("flask+gunicorn (2 workers)", url, url, "ours")
+        load("flask+gunicorn (2 workers)", pid, url, url, "ours")
     port = free_port()
     mlflow_cmd = [
-        str(Path(sys.executable).parent / "mlflow"),
+        str(bin_dir / "mlflow"),
         "models",
         "serve",
         "-m",
@@ -222,16 +308,18 @@ def main() -> int:
         "--env-manager",
         "local",
     ]
-    with process(mlflow_cmd, f"http://127.0.0.1:{port}/ping", workdir, {}):
+    with process(mlflow_cmd, f"http://127.0.0.1:{port}/ping", workdir, {}) as pid:
         url = f"http://127.0.0.1:{port}/invocations"
-        load("mlflow models serve (2 workers)", url, url, "mlflow")
-    report(results, ceiling, args, tag)
+        load("mlflow models serve (2 workers)", pid, url, url, "mlflow")
+    report(results, ceiling, args, tag, stacks)
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
-def report(results: list[dict], ceiling: dict[int, float], args: argparse.Namespace, tag: str) -> None:
+def report(
+    results: list[dict], ceiling: dict[int, float], args: argparse.Namespace, tag: str, stacks: dict[str, str]
+) -> None:
     cpu = next(
         (
             line.split(":", 1)[1].strip()
@@ -240,27 +328,34 @@ def report(results: list[dict], ceiling: dict[int, float], args: argparse.Namesp
         ),
         platform.processor(),
     )
+    stack_note = "; ".join(f"{name}: {stack}" for name, stack in stacks.items())
     lines = [
         f"## Serving, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",
         f"Machine: {os.cpu_count()} CPUs, {cpu}; Python {platform.python_version()}. Model: {args.family} on "
         f"breast cancer ({tag}). wrk -t2 -c{CONNECTIONS} -d{args.duration}s; batch = {BATCH} records/request. "
-        "Load = 1-min load average when the run started (other jobs share this machine).",
+        "Load = 1-min load average when the run started (other jobs share this machine). cpu ms/req = CPU "
+        f"time of the server's processes per request. Event loop and HTTP parser in use ({stack_note}).",
         "",
-        "| server | mode | req/s | rows/s | p50 ms | p99 ms | errors | load |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| server | mode | req/s | rows/s | p50 ms | p99 ms | errors | cpu ms/req | load |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         lines.append(
             f"| {r['server']} | {r['mode']} | {r['req_s']:.0f} | {r['rows_s']:.0f} | {r['p50']:.1f} | "
-            f"{r['p99']:.1f} | {r['errors']} | {r['load']:.1f} |"
+            f"{r['p99']:.1f} | {r['errors']} | {r['cpu_ms']:.2f} | {r['load']:.1f} |"
         )
-    lines.append(f"| in-process pyfunc.predict | 1 row | {ceiling[1]:.0f} | {ceiling[1]:.0f} | | | | |")
+    lines.append(f"| in-process pyfunc.predict | 1 row | {ceiling[1]:.0f} | {ceiling[1]:.0f} | | | | | |")
     lines.append(
-        f"| in-process pyfunc.predict | {BATCH} rows | {ceiling[BATCH] / BATCH:.0f} | {ceiling[BATCH]:.0f} | | | | |"
+        f"| in-process pyfunc.predict | {BATCH} rows | {ceiling[BATCH] / BATCH:.0f} | {ceiling[BATCH]:.0f} | | | | | |"
     )
     flask = next(r for r in results if r["server"].startswith("flask") and r["mode"] == "single")
+    floor = next(r for r in results if r["server"] == "floor: empty BentoML endpoint")
     lines.append("")
+    lines.append(
+        f"- floor: an empty BentoML endpoint serves {floor['req_s']:.0f} req/s with p99 {floor['p99']:.0f} ms "
+        f"at {floor['cpu_ms']:.2f} ms CPU per request"
+    )
     for r in results:
         if not r["server"].startswith("bento"):
             continue
@@ -268,7 +363,8 @@ def report(results: list[dict], ceiling: dict[int, float], args: argparse.Namesp
             ok = r["req_s"] >= 1.5 * flask["req_s"] and r["p99"] <= 50 and r["errors"] == 0
             lines.append(
                 f"- {r['server']} single: {r['req_s'] / flask['req_s']:.2f}x Flask req/s, "
-                f"p99 {r['p99']:.0f} ms, {r['errors']} errors: target {'met' if ok else 'NOT met'}"
+                f"p99 {r['p99']:.0f} ms, {r['errors']} errors: target {'met' if ok else 'NOT met'} "
+                f"({r['cpu_ms'] - floor['cpu_ms']:+.2f} ms CPU per request over the empty endpoint)"
             )
         else:
             share = r["rows_s"] / ceiling[BATCH]
@@ -278,6 +374,8 @@ def report(results: list[dict], ceiling: dict[int, float], args: argparse.Namesp
             )
     table = "\n".join(lines) + "\n"
     print(table)
+    if args.no_append:
+        return
     results_md = ROOT / "benchmarks" / "RESULTS.md"
     if not results_md.exists():
         results_md.write_text("# Benchmark results\n\n")

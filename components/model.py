@@ -3,13 +3,18 @@
 scikit-learn objects are stored with skops (loaded only if every type in the
 file is from an allow-listed package); PyTorch weights as a ``state_dict``
 loaded with ``weights_only=True``. Nothing here unpickles arbitrary files.
+
+Prediction evaluates an all-numeric impute-and-scale ColumnTransformer with numpy
+(``FastPreprocessor``): same floats as sklearn, without its fixed ~10 ms per call.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import zipfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +27,114 @@ META_FILE = "model.json"
 
 class UnsafeModelFileError(ValueError):
     """A model file holds a type outside the allow-list; it was not loaded."""
+
+
+@dataclass(frozen=True)
+class _NumericStep:
+    """One impute-then-scale group of a fitted ColumnTransformer, as plain arrays."""
+
+    positions: np.ndarray  # of the group's columns in ``FastPreprocessor.columns``
+    fill: np.ndarray | None  # SimpleImputer.statistics_
+    mean: np.ndarray | None  # StandardScaler.mean_
+    scale: np.ndarray | None  # StandardScaler.scale_
+
+    def apply(self, block: np.ndarray) -> np.ndarray:
+        out = np.where(np.isnan(block), self.fill, block) if self.fill is not None else block.copy()
+        if self.mean is not None:
+            out -= self.mean
+        if self.scale is not None:
+            out /= self.scale
+        return out
+
+
+def _numeric_step(transformer: Any, positions: np.ndarray) -> _NumericStep | None:
+    """The arrays of ``[SimpleImputer] -> [StandardScaler]`` if that is all ``transformer`` is."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    steps = [s for _, s in transformer.steps] if type(transformer) is Pipeline else [transformer]
+    imputers = [s for s in steps if type(s) is SimpleImputer]
+    scalers = [s for s in steps if type(s) is StandardScaler]
+    if steps != imputers + scalers or len(imputers) > 1 or len(scalers) > 1:
+        return None
+    fill = mean = scale = None
+    if imputers:
+        imp = imputers[0]
+        stats = np.asarray(imp.statistics_)
+        missing = imp.missing_values
+        if imp.add_indicator or not (isinstance(missing, float) and math.isnan(missing)):
+            return None
+        if stats.dtype != np.float64 or np.isnan(stats).any():  # sklearn would drop those columns
+            return None
+        fill = stats
+    if scalers:
+        scaler = scalers[0]
+        mean = scaler.mean_ if scaler.with_mean else None  # mean_ is kept for with_std alone too
+        scale = scaler.scale_ if scaler.with_std else None
+    return _NumericStep(positions, fill, mean, scale)
+
+
+@dataclass(frozen=True)
+class FastPreprocessor:
+    """A fitted all-numeric ColumnTransformer evaluated with numpy.
+
+    sklearn spends ~10 ms per ``transform`` on input checks and pandas indexing, for
+    1 row as for 1000; the arithmetic (fill NaN with the fitted statistics, subtract
+    the mean, divide by the scale) is microseconds. Same operations in the same order,
+    so the same floats; each group is also checked against sklearn when built.
+    """
+
+    columns: list[str]
+    steps: tuple[_NumericStep, ...]
+
+    def transform(self, block: np.ndarray) -> np.ndarray | None:
+        """Preprocessed features of ``block`` (columns in ``columns`` order), or None when sklearn
+        must decide (a non-numeric block; infinities, which sklearn rejects)."""
+        if block.dtype.kind in "iu":
+            block = block.astype(np.float64)  # as sklearn's input check does
+        if block.dtype != np.float64 or np.isinf(block).any():
+            return None
+        parts = [step.apply(block[:, step.positions]) for step in self.steps]
+        return parts[0] if len(parts) == 1 else np.hstack(parts)
+
+
+def fast_preprocessor(ct: Any) -> FastPreprocessor | None:
+    """A ``FastPreprocessor`` equal to fitted ColumnTransformer ``ct``, or None if we cannot."""
+    from sklearn.compose import ColumnTransformer
+
+    if type(ct) is not ColumnTransformer or ct.transformer_weights or getattr(ct, "sparse_output_", True):
+        return None
+    if not hasattr(ct, "feature_names_in_"):
+        return None
+    columns = [str(c) for c in ct.feature_names_in_]
+    index = {c: i for i, c in enumerate(columns)}
+    steps = []
+    for _, transformer, selected in ct.transformers_:
+        if isinstance(transformer, str) and transformer == "drop":
+            continue
+        if not isinstance(selected, list | tuple) or not all(isinstance(c, str) and c in index for c in selected):
+            return None
+        if not selected:
+            continue
+        step = _numeric_step(transformer, np.array([index[c] for c in selected], dtype=np.intp))
+        if step is None or not _agrees(step, transformer, list(selected)):
+            return None
+        steps.append(step)
+    return FastPreprocessor(columns, tuple(steps)) if steps else None
+
+
+def _agrees(step: _NumericStep, transformer: Any, selected: list[str]) -> bool:
+    """Probe rows (fitted values, missing values, a spread) give sklearn's answer exactly."""
+    base = step.fill if step.fill is not None else np.zeros(len(selected))
+    spread = base + (step.scale if step.scale is not None else 1.0) * np.linspace(-3, 3, len(selected))
+    probe = np.vstack([base, spread, np.full(len(selected), np.nan) if step.fill is not None else -spread])
+    try:
+        expected = transformer.transform(pd.DataFrame(probe, columns=selected))
+    except Exception:
+        return False
+    ours = step.apply(probe)
+    return isinstance(expected, np.ndarray) and expected.shape == ours.shape and np.array_equal(expected, ours)
 
 
 @dataclass(frozen=True)
@@ -38,21 +151,46 @@ class TrainedModel:
     threshold: float = 0.5
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @cached_property
+    def _fast(self) -> tuple[FastPreprocessor, Any] | None:
+        """(numpy preprocessing, the model after it), when the pipeline allows it."""
+        if self.family == "torch_mlp":
+            prep, final = self.preprocessor, self.estimator
+        else:
+            steps = getattr(self.estimator, "steps", None)
+            if not steps or len(steps) != 2 or hasattr(steps[1][1], "feature_names_in_"):
+                return None
+            prep, final = steps[0][1], steps[1][1]
+        fast = fast_preprocessor(prep)
+        return (fast, final) if fast is not None and fast.columns == list(self.feature_columns) else None
+
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Probability of the positive class (``classes[1]``) per row."""
-        missing = [c for c in self.feature_columns if c not in X.columns]
-        if missing:
-            raise KeyError(f"missing feature columns: {', '.join(missing)}")
-        frame = X[self.feature_columns]
+        frame = X
+        if X.columns.tolist() != self.feature_columns:
+            present = set(X.columns)
+            missing = [c for c in self.feature_columns if c not in present]
+            if missing:
+                raise KeyError(f"missing feature columns: {', '.join(missing)}")
+            frame = X[self.feature_columns]
+        features = self._fast[0].transform(frame.to_numpy()) if self._fast is not None else None
         if self.family == "torch_mlp":
             from components.torch_mlp import mlp_proba
 
-            return mlp_proba(self.estimator, self.preprocessor.transform(frame))
-        return self.estimator.predict_proba(frame)[:, 1].astype(np.float64)
+            if features is None:
+                features = self.preprocessor.transform(frame)
+            return mlp_proba(self.estimator, features)
+        if features is None:
+            return self.estimator.predict_proba(frame)[:, 1].astype(np.float64)
+        return self._fast[1].predict_proba(features)[:, 1].astype(np.float64)
+
+    def predict_arrays(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, positive-class probabilities) as arrays: ``predict_frame`` without the frame."""
+        proba = self.predict_proba(X)
+        return np.where(proba >= self.threshold, self.classes[1], self.classes[0]), proba
 
     def predict_frame(self, X: pd.DataFrame) -> pd.DataFrame:
-        proba = self.predict_proba(X)
-        labels = np.where(proba >= self.threshold, self.classes[1], self.classes[0])
+        labels, proba = self.predict_arrays(X)
         return pd.DataFrame({"label": labels, "probability": proba}, index=X.index)
 
 

@@ -27,6 +27,9 @@ RUNTIME_PACKAGES = (
     "pyarrow",
     "scipy",
     "torch",
+    # uvicorn (under `bentoml serve`) picks these up when installed: C HTTP parser, libuv loop
+    "uvloop",
+    "httptools",
 )
 
 

@@ -4,10 +4,11 @@ This file is copied into each bento as ``service.py`` beside ``bento_config.json
 (model tag, lineage labels, request schema) and ``request_schema.py``. The model is
 declared at class level so the bento records exactly one model version.
 
-Hot path: requests are validated in the event loop, then concurrent requests are
-coalesced into one model call (``MicroBatcher``), because a scikit-learn pipeline
-costs about as much for 1 row as for 100. The model is the unwrapped python model
-behind the MLflow pyfunc (same code, without pyfunc's per-call schema enforcement);
+Hot path: requests are validated in the event loop (a ``RequestValidator`` compiled
+once), then concurrent requests are coalesced into one model call (``MicroBatcher``),
+because a model call costs about as much for 1 row as for 100. The model is the
+unwrapped python model behind the MLflow pyfunc (``predict_arrays``: the same code,
+without pyfunc's per-call schema enforcement and without building result frames);
 infra validation compares the served answers with the real pyfunc.
 
 Environment (infrastructure only): ``MLOPS_API_KEY`` (required ``x-api-key`` header
@@ -25,7 +26,6 @@ import json
 import logging
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from fastapi import FastAPI
 from pydantic import BaseModel
-from request_schema import RequestError, frame_from_columns, validate_columns
+from request_schema import RequestError, RequestValidator, frame_from_columns
 from starlette.responses import Response
 
 log = logging.getLogger("mlops.service")
@@ -63,8 +63,22 @@ class Predictions(BaseModel):
     predictions: list[Prediction]
 
 
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps builds an encoder per call
+
+
 def _json(status: int, body: dict[str, Any]) -> Response:
-    return Response(json.dumps(body, ensure_ascii=False), status_code=status, media_type="application/json")
+    return Response(_ENCODE(body), status_code=status, media_type="application/json")
+
+
+def predictions_json(labels: list[Any], proba: np.ndarray, version: str) -> str:
+    """``{"predictions": [{"label", "probability", "model_version"}, ...]}``, byte for byte what
+    ``_ENCODE`` writes, at twice its speed for large batches: only the probabilities vary."""
+    pairs = zip(labels, proba.tolist(), strict=True)
+    if not np.isfinite(proba).all():  # repr() would write nan, not JSON's NaN
+        return _ENCODE({"predictions": [{"label": y, "probability": p, "model_version": version} for y, p in pairs]})
+    head = {y: f'{{"label": {_ENCODE(y)}, "probability": ' for y in set(labels)}
+    tail = f', "model_version": {_ENCODE(version)}}}'
+    return '{"predictions": [' + ", ".join([head[y] + repr(p) + tail for y, p in pairs]) + "]}"
 
 
 def _bento_tag() -> str | None:
@@ -173,61 +187,67 @@ class Gatekeeper:
 class MicroBatcher:
     """Coalesce concurrent requests into one model call; one call at a time per worker.
 
-    No timer: while a call runs, new requests queue, and the next call takes them all
-    (up to ``max_rows``). An idle server answers at once; a busy one batches more.
+    No timer: a request queues and schedules a flush behind the callbacks already
+    ready to run, so requests the event loop is handling at the same moment join the
+    same call (up to ``max_rows``). An idle server answers at once; a busy one batches more.
+
+    The model runs on the event loop thread. A model thread bought little (the GIL) and
+    cost much: under load, a 2 ms model call took 12-25 ms from submit to result, as the
+    thread waited for the busy loop to hand over the GIL (up to 5 ms, once per release).
     """
 
     def __init__(self, predict: Any, max_rows: int) -> None:
         self._predict, self._max_rows = predict, max_rows
         self._queue: collections.deque = collections.deque()
-        self._task: asyncio.Task | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        self._scheduled = False
 
     async def __call__(self, columns: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._queue.append((columns, len(next(iter(columns.values()))), future))
-        if self._task is None:
-            self._task = loop.create_task(self._drain())
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
         return await future
 
-    def _run(self, parts: list[dict[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-        columns = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        return self._predict(frame_from_columns(columns))
-
-    async def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _flush(self) -> None:
+        """Run one model call over the queued requests; schedule another if some are left."""
+        batch = [self._queue.popleft()]
+        rows = batch[0][1]
+        while self._queue and rows + self._queue[0][1] <= self._max_rows:
+            batch.append(self._queue.popleft())
+            rows += batch[-1][1]
+        if self._queue:
+            asyncio.get_running_loop().call_soon(self._flush)  # after the answers below go out
+        else:
+            self._scheduled = False
+        parts = [b[0] for b in batch]
         try:
-            while self._queue:
-                batch = [self._queue.popleft()]
-                rows = batch[0][1]
-                while self._queue and rows + self._queue[0][1] <= self._max_rows:
-                    batch.append(self._queue.popleft())
-                    rows += batch[-1][1]
-                metrics().batch_rows.observe(rows)
-                try:
-                    labels, proba = await loop.run_in_executor(self._executor, self._run, [b[0] for b in batch])
-                except Exception as err:  # surfaces as a 500 on each waiting request
-                    for *_, future in batch:
-                        if not future.done():
-                            future.set_exception(err)
-                    continue
-                start = 0
-                for _, n, future in batch:
-                    if not future.done():
-                        future.set_result((labels[start : start + n], proba[start : start + n]))
-                    start += n
-        finally:
-            self._task = None
+            metrics().batch_rows.observe(rows)
+            columns = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+            labels, proba = self._predict(frame_from_columns(columns))
+        except Exception as err:  # surfaces as a 500 on each waiting request
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(err)
+            return
+        start = 0
+        for _, n, future in batch:
+            if not future.done():  # a request cancelled while queued (timeout, client gone)
+                future.set_result((labels[start : start + n], proba[start : start + n]))
+            start += n
 
 
 def fast_predictor(pyfunc: Any) -> Any:
     """``frame -> (labels, probabilities)`` using the python model behind the pyfunc if we can."""
     try:
         inner = pyfunc.unwrap_python_model()._model
-        predict_frame = inner.predict_frame
     except Exception:  # not one of our models-from-code pyfuncs: go through pyfunc
-        predict_frame = pyfunc.predict
+        inner = None
+    if hasattr(inner, "predict_arrays"):
+        log.info("serving with %s", inner.predict_arrays.__qualname__)
+        return inner.predict_arrays
+    predict_frame = getattr(inner, "predict_frame", pyfunc.predict)
     log.info("serving with %s", getattr(predict_frame, "__qualname__", predict_frame))
 
     def predict(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -269,6 +289,7 @@ class Classifier:
 
     def __init__(self) -> None:
         self.version = str(CONFIG["metadata"]["model_version"])
+        self.validate = RequestValidator(CONFIG["schema"], max_batch=MAX_BATCH)
         self.batcher = MicroBatcher(fast_predictor(bentoml.mlflow.load_model(self.model_ref)), max(MAX_BATCH, 256))
         self.metrics = metrics()
         _child(self.metrics.low_confidence, self.version)  # exported as 0 from the start
@@ -277,19 +298,17 @@ class Classifier:
 
     async def _serve(self, records: list[dict[str, Any]]) -> Response:
         try:
-            columns = validate_columns(records, CONFIG["schema"], max_batch=MAX_BATCH)
+            columns = self.validate(records)
         except RequestError as err:
             return _json(400, {"error": str(err), "field": err.field})
         labels, proba = await self.batcher(columns)
-        labels, proba = labels.tolist(), proba.tolist()
+        low = int(np.count_nonzero(np.maximum(proba, 1.0 - proba) < LOW_CONFIDENCE))
+        labels = labels.tolist()
         for label, count in collections.Counter(labels).items():
             _child(self.metrics.predictions, str(label), self.version).inc(count)
-        low = sum(1 for p in proba if max(p, 1.0 - p) < LOW_CONFIDENCE)
         if low:
             _child(self.metrics.low_confidence, self.version).inc(low)
-        v = self.version
-        body = [{"label": y, "probability": p, "model_version": v} for y, p in zip(labels, proba, strict=True)]
-        return _json(200, {"predictions": body})
+        return Response(predictions_json(labels, proba, self.version), media_type="application/json")
 
     # The APIs return a ready Response (skips BentoML's per-response schema work); the
     # annotation still documents the body in the OpenAPI spec.

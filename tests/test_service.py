@@ -1,4 +1,5 @@
-"""Unit tests of the request schema the service enforces (no server, no bentoml import)."""
+"""Unit tests of what the service runs per request: the request schema and the model's fast path
+(no server, no bentoml import)."""
 
 import math
 from pathlib import Path
@@ -9,9 +10,12 @@ import pandas as pd
 import pytest
 
 from components.contract import ColumnRule, load_contract
+from components.features import build_preprocessor
+from components.model import TrainedModel, fast_preprocessor
 from components.request_schema import (
     MAX_ABS_NUMBER,
     RequestError,
+    RequestValidator,
     frame_from_columns,
     schema_from_contract,
     validate_columns,
@@ -138,3 +142,105 @@ def test_fast_path_and_slow_path_agree():
     one_by_one = pd.concat([validate_records([r], SCHEMA, max_batch=1) for r in records], ignore_index=True)
     pd.testing.assert_frame_equal(fast, one_by_one, check_dtype=False)
     assert MAX_ABS_NUMBER < 2**53  # every accepted int fits exactly in float64 and int64
+
+
+def test_a_compiled_validator_answers_like_validate_columns():
+    validator = RequestValidator(SCHEMA, max_batch=10)
+    records = [GOOD, {**GOOD, "x": None, "s": None}]
+    got, want = validator(records), validate_columns(records, SCHEMA, max_batch=10)
+    assert list(got) == list(want)
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name])
+    with pytest.raises(RequestError, match="outside") as err:
+        validator([GOOD, {**GOOD, "x": 6}])
+    assert err.value.field == "x" and "records[1]" in str(err.value)
+    floats = {"features": [{"name": n, "dtype": "float", "nullable": False} for n in ("a", "b")]}
+    frame = validate_records([{"b": 1.0, "a": 2.0}], floats, max_batch=1)
+    assert frame.to_dict("list") == {"a": [2.0], "b": [1.0]}
+
+
+# The served model's numpy preprocessing (TrainedModel's fast path) against sklearn itself.
+
+
+def _numeric_frame(n: int = 120) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame({"a": rng.normal(5, 2, n), "b": rng.normal(size=n), "c": rng.uniform(0, 100, n)})
+    y = (X["a"] + X["b"] > 5).to_numpy().astype(int)
+    return X.mask(rng.random(X.shape) < 0.1), y  # missing values everywhere
+
+
+def _model(family: str, X: pd.DataFrame, y: np.ndarray) -> TrainedModel:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    prep = build_preprocessor(X)
+    common = {"name": "m", "family": family, "params": {}, "feature_columns": list(X.columns), "classes": [0, 1]}
+    if family == "torch_mlp":
+        from components.torch_mlp import build_mlp
+
+        prep.fit(X)
+        net = build_mlp(prep.transform(X).shape[1], [8]).eval()
+        return TrainedModel(**common, estimator=net, preprocessor=prep)
+    clf = LogisticRegression() if family == "sklearn_logreg" else HistGradientBoostingClassifier(max_iter=10)
+    return TrainedModel(**common, estimator=Pipeline([("prep", prep), ("model", clf)]).fit(X, y))
+
+
+def _reference(model: TrainedModel, X: pd.DataFrame) -> np.ndarray:
+    if model.family == "torch_mlp":
+        from components.torch_mlp import mlp_proba
+
+        return mlp_proba(model.estimator, model.preprocessor.transform(X))
+    return model.estimator.predict_proba(X)[:, 1]
+
+
+@pytest.mark.parametrize("family", ["sklearn_logreg", "sklearn_hgb", "torch_mlp"])
+def test_fast_path_gives_sklearns_answers(family):
+    X, y = _numeric_frame()
+    model = _model(family, X, y)
+    assert model._fast is not None  # impute + scale compiled to numpy
+    expected = _reference(model, X)
+    np.testing.assert_allclose(model.predict_proba(X), expected, rtol=0, atol=1e-12)
+    labels, proba = model.predict_arrays(X.head(1))  # the 1-row case the service mostly sees
+    assert proba.dtype == np.float64 and abs(proba[0] - expected[0]) <= 1e-12
+    assert labels.tolist() == [int(expected[0] >= 0.5)]
+    out = model.predict_frame(X.iloc[5:9])
+    assert out.index.tolist() == [5, 6, 7, 8] and out["label"].tolist() == (expected[5:9] >= 0.5).astype(int).tolist()
+
+
+def test_fast_path_leaves_odd_inputs_to_sklearn():
+    X, y = _numeric_frame()
+    model = _model("sklearn_logreg", X, y)
+    expected = _reference(model, X)
+    shuffled = X[["c", "a", "b"]].assign(extra="ignored")  # other order, an extra column
+    np.testing.assert_allclose(model.predict_proba(shuffled), expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        model.predict_proba(X.astype(np.float32)), _reference(model, X.astype(np.float32)), rtol=0, atol=1e-12
+    )
+    ints = X.fillna(1).round().astype(np.int64)
+    np.testing.assert_allclose(model.predict_proba(ints), _reference(model, ints), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="infinity"):  # sklearn's own refusal, as before
+        model.predict_proba(X.assign(a=np.inf))
+    with pytest.raises(KeyError, match="missing feature columns: b"):
+        model.predict_proba(X.drop(columns="b"))
+
+
+def test_pipelines_numpy_cannot_reproduce_stay_on_sklearn():
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    X, y = _numeric_frame()
+    mixed = X.assign(colour=np.where(y == 1, "red", "blue"))
+    model = _model("sklearn_logreg", mixed, y)  # one-hot group: not compiled
+    assert model._fast is None
+    np.testing.assert_array_equal(model.predict_proba(mixed), model.estimator.predict_proba(mixed)[:, 1])
+    for transformer in (FunctionTransformer(np.log1p), SimpleImputer(add_indicator=True)):
+        ct = ColumnTransformer([("t", transformer, ["c"])]).fit(X.abs())
+        assert fast_preprocessor(ct) is None
+    scale_only = ColumnTransformer([("t", StandardScaler(with_mean=False), ["a", "c"])]).fit(X)
+    probe = X.head(20).to_numpy()  # with missing values: the scaler passes NaN through
+    np.testing.assert_array_equal(fast_preprocessor(scale_only).transform(probe), scale_only.transform(X.head(20)))
+    empty = ColumnTransformer([("t", SimpleImputer(), ["a", "b"])])
+    with pytest.warns(UserWarning, match="Skipping features"):
+        assert fast_preprocessor(empty.fit(X.assign(b=np.nan))) is None  # sklearn drops the column

@@ -132,6 +132,20 @@ def test_predict_returns_label_probability_and_version(client, records):
         assert p["label"] == int(p["probability"] >= 0.5)
 
 
+def test_answers_are_plain_json_and_the_server_runs_uvloop_and_httptools(client, server, built, records):
+    resp = client.post("/batch_predict", json={"records": records})
+    assert resp.text == json.dumps(resp.json(), ensure_ascii=False)  # what json would write, byte for byte
+    import psutil
+
+    workers = psutil.Process(server.pid).children(recursive=True)
+    libraries = {m.path for w in workers for m in w.memory_maps()}
+    for name in ("uvloop", "httptools"):  # uvicorn's "auto" picks them when the bento installs them
+        assert any(f"/{name}/" in path for path in libraries), name
+    name, version = built["tag"].split(":")
+    pins = (Path(built["home"]) / "bentos" / name / version / "env" / "python" / "requirements.txt").read_text()
+    assert {"uvloop", "httptools"} <= {line.split("==")[0] for line in pins.splitlines()}
+
+
 def test_batch_predict_agrees_with_single_predictions(client, records):
     batch = client.post("/batch_predict", json={"records": records}).json()["predictions"]
     singles = [client.post("/predict", json={"records": [r]}).json()["predictions"][0] for r in records[:5]]
