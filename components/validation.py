@@ -26,6 +26,7 @@ from components.contract import ColumnRule, Contract, infer_dtype
 log = logging.getLogger(__name__)
 
 PARTIAL_EXAMPLES = 5
+CONSTANT_PROBE_ROWS = 1000
 QUARANTINE_COLUMN = "_quarantine_rule"
 _GX_LOCK = threading.Lock()
 
@@ -342,13 +343,22 @@ def structural_checks(frame: pd.DataFrame, contract: Contract) -> tuple[list[Rul
     return results, usable
 
 
+def _varies(values: pd.Series) -> bool:
+    """Whether the non-null ``values`` hold two different values."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return bool(values.min() != values.max())
+    return not bool((values == values.iloc[0]).all())
+
+
 def _is_constant(series: pd.Series) -> tuple[bool, Any]:
-    values = series.dropna()
+    # Most columns vary within their first rows: decide there before touching the whole column.
+    head = series.iloc[:CONSTANT_PROBE_ROWS].dropna()
+    if len(head) >= 2 and _varies(head):
+        return False, head.iloc[0]
+    values = head if len(series) <= CONSTANT_PROBE_ROWS else series.dropna()
     if len(values) < 2:
         return False, None
-    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        return bool(values.min() == values.max()), values.iloc[0]
-    return bool((values == values.iloc[0]).all()), values.iloc[0]
+    return not _varies(values), values.iloc[0]
 
 
 def aggregate_checks(frame: pd.DataFrame, contract: Contract, usable: set[str]) -> list[RuleResult]:
@@ -413,7 +423,7 @@ def quarantine(frame: pd.DataFrame, failed: list[Check], path: str | Path | None
     """Split ``frame`` into kept and quarantined rows; the latter name their rules."""
     masks = [(c, failing_rows(frame, c)) for c in failed]
     bad = np.logical_or.reduce([m.to_numpy(dtype=bool) for _, m in masks]) if masks else np.zeros(len(frame), bool)
-    rejected = frame[bad].copy()
+    rejected = (frame[bad] if bad.any() else frame.iloc[:0]).copy()  # an all-False mask still costs a pass
     reasons = pd.Series("", index=rejected.index, dtype="str")
     for check, mask in masks:
         hit = mask.to_numpy(dtype=bool)[bad]
@@ -422,7 +432,8 @@ def quarantine(frame: pd.DataFrame, failed: list[Check], path: str | Path | None
     if path is not None:
         _write_frame(rejected, Path(path))
         log.info("quarantine: %d rows written to %s", len(rejected), path)
-    return frame[~bad], rejected
+    # Nothing failed (the usual case): keep every row without copying; copy-on-write protects the input.
+    return (frame[~bad] if bad.any() else frame.copy(deep=False)), rejected
 
 
 # --- the gate --------------------------------------------------------------------

@@ -103,3 +103,22 @@ def test_input_frame_is_not_mutated_and_names_are_unique(frame):
     assert [r.name for r in results] == ["invariance:x", "invariance:x#2", "directional:x"]
     assert all(isinstance(r, BehaviourResult) for r in results)
     assert results[0].to_dict()["kind"] == "invariance"
+
+
+def test_golden_rows_and_replacement_keep_values_outside_a_categorical_vocabulary(frame):
+    """Categorical feature columns (model_frame makes them) take golden and replaced values as given."""
+    seen = []
+
+    def record(f: pd.DataFrame) -> np.ndarray:
+        seen.append(f["colour"].copy())
+        return predict(f)
+
+    categorical = frame.astype({"colour": "category"})
+    golden = {"kind": "golden", "rows": [{"x": 5.0, "colour": "green"}, {"x": -5.0}], "expected": [1, 0]}
+    replace = {"kind": "invariance", "column": "colour", "perturbation": {"replace": "green"}, "max_flip_rate": 0.0}
+    results = run_behaviour_tests(record, categorical, [golden, replace], threshold=0.5)
+    assert all(r.passed for r in results)
+    assert seen[0].tolist() == ["green", categorical["colour"].mode().iloc[0]]
+    assert (seen[2] == "green").all() and len(seen[2]) == len(frame)
+    plain = run_behaviour_tests(predict, frame, [golden, replace], threshold=0.5)
+    assert [r.to_dict() for r in plain] == [r.to_dict() for r in results]

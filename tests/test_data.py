@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -47,3 +48,19 @@ def test_split_is_seeded_stratified_and_disjoint():
 def test_split_names_a_missing_target():
     with pytest.raises(KeyError, match="target column 'label'"):
         split(pd.DataFrame({"x": [1, 2]}), "label", 0.5, 0.5, 0)
+
+
+@pytest.mark.parametrize("labels", [[0, 1], ["no", "yes"], [0.0, 1.0]])
+def test_split_equals_splitting_the_frame_twice(labels):
+    """Splitting row positions gives the same parts as train_test_split on the frame, then on the rest."""
+    from sklearn.model_selection import train_test_split
+
+    rng = np.random.default_rng(0)
+    y = np.where(rng.random(300) < 0.3, labels[1], labels[0])
+    frame = pd.DataFrame({"x": rng.normal(size=300), "target": y}, index=np.arange(300)[::-1] * 2)
+    frame["target"] = frame["target"].astype("str") if isinstance(labels[0], str) else frame["target"]
+    rest, test = train_test_split(frame, test_size=0.2, random_state=7, stratify=frame["target"])
+    train, val = train_test_split(rest, test_size=0.25, random_state=7, stratify=rest["target"])
+    got = split(frame, "target", 0.2, 0.25, seed=7)
+    for part, expected in (("train", train), ("val", val), ("test", test)):
+        pd.testing.assert_frame_equal(getattr(got, part), expected.reset_index(drop=True))

@@ -248,3 +248,39 @@ def test_policy_validation():
     with pytest.raises(ValueError, match="confidence"):
         GatePolicy(primary_metric="roc_auc", confidence=95)
     assert math.isclose(GatePolicy(primary_metric="f1").confidence, 0.95)
+
+
+def _row_level_bootstrap(y, a, b, metric, n_resamples, seed):
+    """The bootstrap as first written: one count per row and resample, the same draws."""
+    y = y.astype(float)
+    score_a, score_b = _scorer(metric, y, a, 0.5), _scorer(metric, y, b, 0.5)
+    rng, n = np.random.default_rng(seed), len(y)
+    chunk = max(1, 1_000_000 // n)
+    diffs = []
+    for start in range(0, n_resamples, chunk):
+        size = min(chunk, n_resamples - start)
+        flat = rng.integers(0, n, size=(size, n)) * size + np.arange(size)[:, None]
+        w = np.bincount(flat.ravel(), minlength=n * size).reshape(n, size).astype(float)
+        n_pos = y @ w
+        valid = (n_pos > 0) & (n_pos < n)
+        w = w if valid.all() else w[:, valid]
+        diffs.append(score_a(w) - score_b(w))
+    return np.concatenate(diffs)
+
+
+@pytest.mark.parametrize("metric", ["roc_auc", "pr_auc", "f1", "accuracy", "balanced_accuracy", "log_loss", "brier"])
+@pytest.mark.parametrize("tied", [True, False])
+def test_bootstrap_over_distinct_rows_equals_row_level(world, metric, tied):
+    """Counting draws per distinct (label, a, b) row changes nothing but the cost."""
+    y, a, b = world["y"], world["better"], world["champion"]
+    if tied:  # few distinct scores, many repeated rows: what tabular models give
+        a, b = np.round(a, 1), np.round(b, 1)
+    result = paired_bootstrap(y, a, b, metric=metric, threshold=0.5, n_resamples=150, seed=2, confidence=0.9)
+    d = _row_level_bootstrap(y, a, b, metric, 150, 2)
+    low, high = np.quantile(d, [0.05, 0.95])
+    exact = metric not in ("log_loss", "brier")  # those sum floats: equal up to rounding
+    assert result["n_valid"] == d.size
+    if exact:
+        assert (result["ci_low"], result["ci_high"]) == (low, high)
+    else:
+        assert result["ci_low"] == pytest.approx(low, abs=1e-12) and result["ci_high"] == pytest.approx(high, abs=1e-12)

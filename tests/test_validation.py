@@ -148,3 +148,30 @@ def test_html_report_names_failing_rule_and_column_and_escapes(tmp_path):
     assert path.name == "validation_report.html" and path.read_text().startswith("<!DOCTYPE html>")
     data = json.loads((tmp_path / "report" / "validation_report.json").read_text())
     assert any(r["rule"] == "range" and not r["success"] for r in data["results"])
+
+
+def test_constant_check_looks_past_its_first_rows():
+    """A column whose first thousand rows agree still varies if a later row differs, and vice versa."""
+    n = 3000
+    contract = _small_contract()
+    late = _small_frame(n).assign(x=np.r_[np.full(n - 1, 5.0), 6.0], kind=["a"] * (n - 1) + ["b"])
+    report, _ = validate_frame(late, contract)
+    not_constant = {r.column: r for r in report.results if r.rule == "not_constant"}
+    assert not_constant["x"].success and not_constant["kind"].success
+    flat = _small_frame(n).assign(x=5.0, kind="a")
+    flat.loc[1500, "x"] = np.nan  # nulls do not count as a second value
+    report, _ = validate_frame(flat, contract)
+    failed = {r.column: r.observed for r in report.failures() if r.rule == "not_constant"}
+    assert set(failed) == {"x", "kind"}
+    assert "5.0" in failed["x"] and failed["kind"] == "every value is 'a'"
+
+
+def test_nothing_quarantined_keeps_every_row_without_touching_the_input():
+    frame = _small_frame()
+    before = frame.copy()
+    report, kept = validate_frame(frame, _small_contract())
+    assert report.success and report.n_quarantined == 0
+    pd.testing.assert_frame_equal(kept, frame)
+    assert kept is not frame
+    kept.loc[0, "x"] = 99.0
+    pd.testing.assert_frame_equal(frame, before)
