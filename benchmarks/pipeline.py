@@ -11,10 +11,16 @@ peak RSS (whole process tree) and appends the table to benchmarks/RESULTS.md. Us
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
+import signal
+import socket
+import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -31,6 +37,29 @@ def fresh_project(tmp: Path) -> Path:
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     run_measured([str(BIN / "mlops"), "ingest"], cwd=tmp, env=env)
     return tmp
+
+
+@contextlib.contextmanager
+def prefect_server(tmp: Path, env: dict[str, str]):
+    """A Prefect server on a free loopback port for the block; stopped after it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    log = (tmp / "prefect-server.log").open("wb")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}/api"
+        for _ in range(240):
+            with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/health", timeout=5) as resp:
+                if resp.status == 200:
+                    break
+            time.sleep(1)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        log.close()
 
 
 def main() -> None:
@@ -62,6 +91,12 @@ def main() -> None:
                     [*mlops, "--set", "serve.max_batch=500"], cwd=project, env=env
                 ),
             }
+            with prefect_server(Path(tmp), env) as api_url:  # production: the API is already up
+                server_env = dict(env, PREFECT_API_URL=api_url)
+                run_measured(mlops, cwd=project, env=server_env)  # the first run on a server records its flow
+                runs["mlops run, warm, nothing changed, on a running Prefect server"] = run_measured(
+                    mlops, cwd=project, env=server_env
+                )
             rows.append((i + 1, plain, runs))
     lines = [
         "| run | what | wall (s) | peak RSS (MiB) | ratio to plain |",
