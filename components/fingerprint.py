@@ -105,6 +105,12 @@ def code_fingerprint(modules: list[str]) -> str:
     return digest.hexdigest()[:16]
 
 
+def without_engine(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` minus ``train.parallel``: where fits run never changes what is trained."""
+    train = {k: v for k, v in params.get("train", {}).items() if k != "parallel"}
+    return {**params, "train": train} if "train" in params else dict(params)
+
+
 def run_fingerprint(dataset_md5: str, params_hash: str, code_hash: str) -> str:
     """One hash for one training input: same data, same relevant params, same code."""
     blob = f"data={dataset_md5};params={params_hash};code={code_hash}".encode()

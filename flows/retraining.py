@@ -250,7 +250,9 @@ def retraining(
         lineage = {
             "params_hash": all_params,
             "git_commit": git_commit(root),
-            "fingerprint": fp.run_fingerprint(inputs.dataset_md5, all_params, inputs.code_hash),
+            "fingerprint": fp.run_fingerprint(
+                inputs.dataset_md5, params_hash(fp.without_engine(params)), inputs.code_hash
+            ),
         }
         decision = fp.decide(inputs, champion, versions, lineage)
         result |= {

@@ -351,7 +351,7 @@ def training_pipeline(
     import mlflow
     from mlflow.entities import Metric
 
-    from components.fingerprint import code_fingerprint, run_fingerprint
+    from components.fingerprint import code_fingerprint, run_fingerprint, without_engine
     from flows.runtime import prepare_environment
 
     logger = get_run_logger()
@@ -364,9 +364,7 @@ def training_pipeline(
     logger.info("dataset %s md5 %s: %d rows", settings.data.path, md5, len(frame))
     phash, code_hash = params_hash(settings.as_params()), code_fingerprint(["components", "flows.training"])
     # The engine (train.parallel) never changes what is trained, so it is no reason to run again.
-    params = settings.as_params()
-    params["train"] = {k: v for k, v in params["train"].items() if k != "parallel"}
-    fingerprint = run_fingerprint(md5, params_hash(params), code_hash)
+    fingerprint = run_fingerprint(md5, params_hash(without_engine(settings.as_params())), code_hash)
     ctx = replace(ctx, md5=md5, phash=phash, code_hash=code_hash, fingerprint=fingerprint)
     done = registry.find_completed(name, ctx.fingerprint)
     if done is not None and not force:

@@ -174,3 +174,18 @@ def test_decide_does_not_repeat_a_run_that_was_not_promoted():
     tried = _version("2", **INPUTS.tags(), decision_reason="gate: f1 below threshold")
     decision = decide(INPUTS, champion, [tried, champion], LINEAGE)
     assert not decision.retrain and "v2 was already trained" in decision.reason and "f1 below" in decision.reason
+
+
+def test_the_engine_is_not_an_input_but_everything_else_in_train_is():
+    from components.fingerprint import without_engine
+
+    base = {"data": {"seed": 1}, "train": {"seed": 42, "parallel": {"engine": "local"}, "search": {"n_trials": 0}}}
+    on_dask = {**base, "train": {**base["train"], "parallel": {"engine": "dask", "address": None}}}
+    assert (
+        without_engine(base)
+        == without_engine(on_dask)
+        == {"data": {"seed": 1}, "train": {"seed": 42, "search": {"n_trials": 0}}}
+    )
+    more_trials = {**base, "train": {**base["train"], "search": {"n_trials": 16}}}
+    assert without_engine(more_trials) != without_engine(base)
+    assert base["train"]["parallel"] == {"engine": "local"}  # input not mutated
