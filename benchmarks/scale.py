@@ -283,7 +283,7 @@ def main() -> None:
     results: dict[int, dict[str, dict]] = {}
     for n, path in paths.items():
         results[n] = {impl: measure(impl, path) for impl in IMPLS}
-        print(f"{n:,} rows done", flush=True)
+        print("\n".join(table({n: results[n]}).splitlines()[2:4]), flush=True)  # kept if a later size dies
     text = table(results)
     print(text)
     load = f"{load_start} at the start, {_load()} at the end"
