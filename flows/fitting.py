@@ -7,6 +7,8 @@ choose the same model. Each fit is cached on the content hashes DVC uses (``comp
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,27 +40,123 @@ def fit_task(name: str, spec: dict[str, Any], train_frame, val_frame, target: st
     )
 
 
-def _task_runner(parallel: ParallelSettings):
-    """Where fits run: one at a time in-process (``local``), or on a Dask cluster (``dask``)."""
-    if parallel.engine == "dask":
+class FitEngine:
+    """Where fits run: one at a time in this process (``local``), or on a Dask cluster (``dask``).
+
+    A LocalCluster is started as soon as the engine is made, in a background thread, and its workers
+    import the training stack while the flow validates the data; ``close`` stops it, also in the
+    background when asked to. With ``address`` the fits go to an existing scheduler, whose workers
+    and lifetime are the user's.
+    """
+
+    def __init__(self, parallel: ParallelSettings) -> None:
+        self.parallel = parallel
+        self._cluster: Any = None
+        self._error: BaseException | None = None
+        self._saved_env: dict[str, str | None] = {}
+        self._ready = threading.Event()  # the cluster is up (or failed to start)
+        self._starting: threading.Thread | None = None
+        self._closing: threading.Thread | None = None
+        if parallel.engine == "dask" and parallel.address and _api_url() is None:
+            raise ConfigError(
+                "train.parallel.address: workers of an existing Dask cluster report to the Prefect API, "
+                "and this run uses a temporary one they cannot reach; set PREFECT_API_URL to a Prefect server"
+            )
+        if parallel.engine == "dask" and not parallel.address:
+            # Workers report to this run's API, also when it is the temporary local one (otherwise
+            # every worker would start a temporary API of its own).
+            api_url = _api_url() or _ephemeral_api_url()
+            self._starting = threading.Thread(target=self._start, args=(api_url,), name="dask-cluster", daemon=True)
+            self._starting.start()
+
+    def _start(self, api_url: str) -> None:
+        import dask
+        from distributed import Client, LocalCluster
+
+        try:
+            # Dask's nannies give workers MALLOC_TRIM_THRESHOLD_=65536 so that long-lived workers hand
+            # memory back to the OS. It also pins glibc's mmap threshold, so every large numpy buffer
+            # is mapped and unmapped afresh: the same HGB fit took 9.5 s of CPU in a worker against
+            # 5.4 s in this process. This cluster lives for one training phase: left out.
+            with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+                keys = set(dask.config.get("distributed.nanny.pre-spawn-environ")) | {"PYTHONHASHSEED"}
+                self._saved_env = {k: os.environ.get(k) for k in keys}
+                self._cluster = LocalCluster(
+                    n_workers=self.parallel.n_workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address=None,
+                    env={"PREFECT_API_URL": api_url},
+                )
+            # Nannies copy their pre-spawn variables (OMP_NUM_THREADS=1, ...) into the process that
+            # starts them; this flow's later steps must not run single-threaded because of it.
+            self._restore_env()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the flow by runner()
+            self._error = exc
+            return
+        finally:
+            self._ready.set()
+        # Fits submitted meanwhile wait for these imports on their worker, as they would for their own.
+        with contextlib.suppress(Exception), Client(self._cluster) as client:
+            client.run(_warm_worker)
+
+    def _restore_env(self) -> None:
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    def runner(self):
+        """A Prefect task runner on this engine (waits for the local cluster to be up)."""
+        if self.parallel.engine == "local":
+            from prefect.task_runners import ThreadPoolTaskRunner
+
+            return ThreadPoolTaskRunner(max_workers=1)
         from prefect_dask import DaskTaskRunner
 
-        api_url = _api_url()
-        if parallel.address:
-            if api_url is None:
-                raise ConfigError(
-                    "train.parallel.address: workers of an existing Dask cluster report to the Prefect API, "
-                    "and this run uses a temporary one they cannot reach; set PREFECT_API_URL to a Prefect server"
-                )
-            return DaskTaskRunner(address=parallel.address)
-        workers = {"n_workers": parallel.n_workers, "threads_per_worker": 1, "processes": True}
-        # Workers of a LocalCluster report to this run's API, also when it is the temporary local one
-        # (otherwise every worker would start a temporary API of its own).
-        env = {"PREFECT_API_URL": api_url or _ephemeral_api_url()}
-        return DaskTaskRunner(cluster_kwargs={**workers, "host": "127.0.0.1", "dashboard_address": None, "env": env})
-    from prefect.task_runners import ThreadPoolTaskRunner
+        if self.parallel.address:
+            return DaskTaskRunner(address=self.parallel.address)
+        self._ready.wait()
+        if self._error is not None or self._cluster is None:
+            raise RuntimeError(f"train.parallel: the local Dask cluster did not start: {self._error}") from self._error
+        return DaskTaskRunner(address=self._cluster.scheduler_address)
 
-    return ThreadPoolTaskRunner(max_workers=1)
+    def close(self, wait: bool = True) -> None:
+        """Stop the cluster this engine started (if any), in the background unless ``wait``.
+
+        This process's environment is left as it was before the cluster started.
+        """
+        if self._closing is None and self._starting is not None:
+            self._closing = threading.Thread(target=self._stop, name="dask-cluster-close", daemon=True)
+            self._closing.start()
+        if wait and self._closing is not None:
+            self._closing.join()
+
+    def _stop(self) -> None:
+        assert self._starting is not None
+        self._starting.join()
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
+        self._restore_env()
+
+    def __enter__(self) -> FitEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _warm_worker() -> None:
+    """Import what a fit and its result storage need, so that the first fit on a worker is not the slow one."""
+    import skops.io  # noqa: F401
+    import torch  # noqa: F401
+    from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: F401
+
+    import components.cache  # noqa: F401
+    import components.search  # noqa: F401
 
 
 def _api_url() -> str | None:
@@ -127,8 +225,12 @@ def _fit_batch(runner, task_, name: str, common: dict[str, Any], fits: _FitLog):
     return fit_batch
 
 
-def train_and_choose(settings: Settings, root: Path, splits, logger, force: bool):
-    """Fit (or search) every enabled candidate on ``train.parallel``'s engine; choose the best on validation."""
+def train_and_choose(settings: Settings, root: Path, splits, logger, force: bool, engine: FitEngine | None = None):
+    """Fit (or search) every enabled candidate on ``train.parallel``'s engine; choose the best on validation.
+
+    ``engine`` is closed here as soon as the fits are done, without waiting for its cluster to stop;
+    without one, one is made and stopped within this call.
+    """
     import contextvars
     from concurrent.futures import ThreadPoolExecutor
 
@@ -146,25 +248,32 @@ def train_and_choose(settings: Settings, root: Path, splits, logger, force: bool
     logger.info("training %d candidates on the %s engine (search: %d trials each where a space is given)",
                 len(candidates), tr.parallel.engine, tr.search.n_trials)  # fmt: skip
     started = time.perf_counter()
-    with _task_runner(tr.parallel) as runner:
-        if tr.parallel.engine == "dask":
-            runner.client  # noqa: B018 - start (or connect to) the cluster once, before the candidate threads race to
+    own_engine = engine is None
+    engine = engine or FitEngine(tr.parallel)
+    try:
+        with engine.runner() as runner:
+            if tr.parallel.engine == "dask":
+                runner.client  # noqa: B018 - connect once, before the candidate threads race to
 
-        def one(name: str, spec: dict[str, Any]) -> CandidateOutcome:
-            return choose_candidate(
-                name,
-                spec,
-                n_trials=tr.search.n_trials,
-                batch_size=tr.search.batch_size,
-                seed=tr.search.seed,
-                primary_metric=ev.primary_metric,
-                fit_batch=_fit_batch(runner, task_, name, common, fits),
-            )
+            def one(name: str, spec: dict[str, Any]) -> CandidateOutcome:
+                return choose_candidate(
+                    name,
+                    spec,
+                    n_trials=tr.search.n_trials,
+                    batch_size=tr.search.batch_size,
+                    seed=tr.search.seed,
+                    primary_metric=ev.primary_metric,
+                    fit_batch=_fit_batch(runner, task_, name, common, fits),
+                )
 
-        # One thread per candidate only submits and waits: the runner decides how many fits run at once.
-        with ThreadPoolExecutor(max_workers=len(candidates), thread_name_prefix="candidate") as pool:
-            jobs = {c: pool.submit(contextvars.copy_context().run, one, c, s.as_spec()) for c, s in candidates.items()}
-            outcomes = {c: job.result() for c, job in jobs.items()}
+            # One thread per candidate only submits and waits: the runner decides how many fits run at once.
+            with ThreadPoolExecutor(max_workers=len(candidates), thread_name_prefix="candidate") as pool:
+                jobs = {
+                    c: pool.submit(contextvars.copy_context().run, one, c, s.as_spec()) for c, s in candidates.items()
+                }
+                outcomes = {c: job.result() for c, job in jobs.items()}
+    finally:
+        engine.close(wait=own_engine)  # a flow's engine stops in the background while the flow goes on
     for name, outcome in outcomes.items():
         found = f" (best of {len(outcome.search.trials)} trials)" if outcome.search else ""
         logger.info(

@@ -25,7 +25,7 @@ from components.lineage import git_commit, lineage_tags
 from components.model import TrainedModel
 from components.search import CandidateOutcome
 from components.summary import RunSummary, redact_uri, render_markdown
-from flows.fitting import train_and_choose
+from flows.fitting import FitEngine, train_and_choose
 
 IO_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 5, 15]}
 
@@ -370,7 +370,9 @@ def training_pipeline(
     if done is not None and not force:
         return _skipped(name, done, ctx.fingerprint, md5, settings.data.path, tracking_uri)
 
-    with mlflow.start_run(run_name="training-pipeline") as parent:
+    # A local Dask cluster (train.parallel.engine: dask) starts now and warms up while the data is validated.
+    engine = FitEngine(settings.train.parallel)
+    with engine, mlflow.start_run(run_name="training-pipeline") as parent:
         ctx = replace(ctx, run_id=parent.info.run_id, commit=git_commit(ctx.root))
         mlflow.set_tags(
             {
@@ -400,7 +402,7 @@ def training_pipeline(
         d = settings.data
         splits = data_mod.split(frame, target, d.test_size, d.val_size, d.seed)
         logger.info("split %s", splits.sizes())
-        outcomes, best, fits = train_and_choose(settings, ctx.root, splits, logger, force)
+        outcomes, best, fits = train_and_choose(settings, ctx.root, splits, logger, force, engine)
         example = splits.train.drop(columns=[target])
         logged = {c: log_candidate_task(ctx.run_id, outcomes[c], example) for c in outcomes}
         model = outcomes[best.candidate].model
