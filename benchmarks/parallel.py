@@ -7,18 +7,27 @@ flow measures it (`fit_phase_seconds` on the MLflow run), the whole run's wall t
 process tree (Dask workers included); runs of the two engines are interleaved and the median is used,
 because a shared 2-core machine drifts by 10-20 % from one run to the next. Usage:
 
-    .venv/bin/python benchmarks/parallel.py [--rows 32561] [--trials 16] [--repeat 2]
+    .venv/bin/python benchmarks/parallel.py [--rows 32561] [--trials 16] [--repeat 2] [--standing]
+
+``--standing`` measures the production shape instead: a Prefect server and a Dask scheduler with two
+workers that are up before the runs (the flow then only connects), warmed by one untimed run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
+import signal
+import socket
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -58,14 +67,87 @@ def run_metrics(proj: Path) -> dict[str, float]:
     return dict(rows)
 
 
-def run_once(engine: str, data: Path, tmp: Path, trials: int) -> dict:
-    """One `mlops run` on a fresh project with ``engine``: training phase, wall time, peak RSS, metrics."""
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(check, what: str, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if check():
+                return
+        time.sleep(1)
+    raise SystemExit(f"{what} did not come up within {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def standing_services(tmp: Path):
+    """How a team runs it: a Prefect server and a Dask scheduler with 2 workers, up before any run.
+
+    The workers get what the flow's own LocalCluster gets: one thread each, the Prefect API, and no
+    MALLOC_TRIM_THRESHOLD_ (Dask's config key set to None through its environment variable).
+    Yields (PREFECT_API_URL, scheduler address); everything is stopped afterwards.
+    """
+    api_port, sched_port = free_port(), free_port()
+    api_url, address = f"http://127.0.0.1:{api_port}/api", f"tcp://127.0.0.1:{sched_port}"
+    env = dict(os.environ, PREFECT_HOME=str(tmp / "prefect-home"), PYTHONWARNINGS="ignore")
+    env.pop("PREFECT_API_URL", None)
+    worker_env = dict(
+        env, PREFECT_API_URL=api_url, DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_="None"
+    )
+    cmds = [
+        ([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(api_port)], env),
+        ([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(sched_port), "--no-dashboard"], env),
+        ([str(BIN / "dask"), "worker", address, "--nworkers", "2", "--nthreads", "1", "--host", "127.0.0.1",
+          "--no-dashboard"], worker_env),
+    ]  # fmt: skip
+    procs = []
+    log = (tmp / "services.log").open("wb")
+    try:
+        for cmd, cmd_env in cmds:
+            procs.append(
+                subprocess.Popen(cmd, env=cmd_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            )
+            if cmd[1] == "server":
+
+                def api_up() -> bool:
+                    with urllib.request.urlopen(f"{api_url}/health", timeout=5) as resp:
+                        return resp.status == 200
+
+                wait_for(api_up, "the Prefect server")
+        from distributed import Client
+
+        with Client(address, timeout="60s") as client:
+            client.wait_for_workers(2, timeout=120)
+        yield api_url, address
+    finally:
+        for proc in reversed(procs):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=30)
+        log.close()
+
+
+def run_once(engine: str, data: Path, tmp: Path, trials: int, services: tuple[str, str] | None = None) -> dict:
+    """One `mlops run` on a fresh project with ``engine``: training phase, wall time, peak RSS, metrics.
+
+    With ``services`` (API URL, scheduler address) the run reports to that Prefect server, and the dask
+    engine uses that scheduler instead of starting a LocalCluster.
+    """
     proj = project(tmp)
     env = dict(os.environ, PREFECT_HOME=str(proj / ".prefect"), BENTOML_HOME=str(proj / ".bentoml"))
     env |= {"PYTHONWARNINGS": "ignore"}
     for name in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL"):
         env.pop(name, None)
     sets = [*ADULT_SETTINGS, f"train.search.n_trials={trials}", f"train.parallel.engine={engine}"]
+    if services:
+        env["PREFECT_API_URL"] = services[0]
+        if engine == "dask":
+            sets.append(f"train.parallel.address={services[1]}")
     cmd = [str(BIN / "mlops"), "run", "--data", str(data), "--contract", "contracts/adult.yaml"]
     for item in sets:
         cmd += ["--set", item]
@@ -82,15 +164,24 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=32_561, help="rows of the Adult schema (adult.data has 32,561)")
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=2, help="runs per engine, interleaved (the machine is shared)")
+    parser.add_argument(
+        "--standing",
+        action="store_true",
+        help="a Prefect server and a Dask scheduler + 2 workers started before the runs (warmed by one untimed run)",
+    )
     args = parser.parse_args()
     runs: dict[str, list[dict]] = {"local": [], "dask": []}
-    with tempfile.TemporaryDirectory() as tmp_name:
+    with tempfile.TemporaryDirectory() as tmp_name, contextlib.ExitStack() as stack:
         tmp = Path(tmp_name)
         paths, origin = make_sizes([args.rows], 0, tmp)
+        services = stack.enter_context(standing_services(tmp)) if args.standing else None
+        if services:
+            print("warming the standing workers (untimed run) ...", flush=True)
+            run_once("dask", paths[args.rows], tmp / "warm-up", args.trials, services)
         for i in range(args.repeat):
             for engine in runs:
                 print(f"run {i + 1}/{args.repeat}: {engine} ...", flush=True)
-                r = run_once(engine, paths[args.rows], tmp / f"{engine}-{i}", args.trials)
+                r = run_once(engine, paths[args.rows], tmp / f"{engine}-{i}", args.trials, services)
                 print(f"  training phase {r['fit']:.1f} s, whole run {r['wall']:.1f} s", flush=True)
                 runs[engine].append(r)
     test = {e: [{k: v for k, v in r["metrics"].items() if k.startswith("test_")} for r in rs] for e, rs in runs.items()}
@@ -111,17 +202,26 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    setup = (
+        "Standing services: a Prefect server and a Dask scheduler with 2 worker processes x 1 thread, started "
+        "before the runs and warmed by one untimed dask run; local = Prefect's default runner against the same "
+        "server, one fit at a time; dask = `train.parallel.address` set to that scheduler"
+        if args.standing
+        else "local = Prefect's default runner, one fit at a time, temporary Prefect API; dask = LocalCluster, 2 "
+        "worker processes x 1 thread, started by the flow while it validates the data and stopped in the "
+        "background after the fits"
+    )
     notes = (
         f"Data: {args.rows:,} rows, {origin}. Candidates logreg, hgb, mlp (params.yaml) plus a {args.trials}-trial "
-        f"Optuna search on hgb (batch_size from params.yaml). local = Prefect's default runner, one fit at a "
-        f"time; dask = LocalCluster, 2 worker processes x 1 thread, started by the flow while it validates the "
-        f"data and stopped in the background after the fits. Training phase = `fit_phase_seconds` (from the first "
-        f"fit's submission, waiting for the cluster included, to the last result). {args.repeat} runs per engine, "
+        f"Optuna search on hgb (batch_size from params.yaml). {setup}. Training phase = `fit_phase_seconds` "
+        f"(from the start of training, waiting for the cluster included, to the last result). {args.repeat} runs "
+        f"per engine, "
         f"interleaved. Same test metrics in every run: {same}. Target: >= 1.7x. Load average at the end "
         f"(1, 5, 15 min): {load}."
     )
     print(notes)
-    append_results("benchmarks/parallel.py: sequential vs Dask (2 workers)", table, notes)
+    title = "standing Prefect server and Dask workers" if args.standing else "flow-started LocalCluster"
+    append_results(f"benchmarks/parallel.py: sequential vs Dask (2 workers), {title}", table, notes)
 
 
 if __name__ == "__main__":
