@@ -50,6 +50,11 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}, {mem:.0f} GiB RAM, Python {platform.python_version()}"
 
 
+def load_average() -> str:
+    """The 1, 5 and 15 min load averages, for the notes under a table (the machine is shared)."""
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def append_results(title: str, table: str, notes: str = "") -> Path:
     path = Path(__file__).resolve().parent / "RESULTS.md"
     if not path.exists():

@@ -26,12 +26,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import append_results, run_measured  # noqa: E402
+from _measure import append_results, load_average, run_measured  # noqa: E402
+from pipeline import prefect_server  # noqa: E402
 from validation import make_sizes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,69 +66,52 @@ def run_metrics(proj: Path) -> dict[str, float]:
     return dict(rows)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(check, what: str, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            if check():
-                return
-        time.sleep(1)
-    raise SystemExit(f"{what} did not come up within {timeout:.0f} s")
-
-
 @contextlib.contextmanager
 def standing_services(tmp: Path):
     """How a team runs it: a Prefect server and a Dask scheduler with 2 workers, up before any run.
 
     The workers get what the flow's own LocalCluster gets: one thread each, the Prefect API, and no
-    MALLOC_TRIM_THRESHOLD_ (Dask's config key set to None through its environment variable).
+    MALLOC_TRIM_THRESHOLD_ (Dask's config key set to null in a config file).
     Yields (PREFECT_API_URL, scheduler address); everything is stopped afterwards.
     """
-    api_port, sched_port = free_port(), free_port()
-    api_url, address = f"http://127.0.0.1:{api_port}/api", f"tcp://127.0.0.1:{sched_port}"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sched_port = sock.getsockname()[1]
+    address = f"tcp://127.0.0.1:{sched_port}"
     env = dict(os.environ, PREFECT_HOME=str(tmp / "prefect-home"), PYTHONWARNINGS="ignore")
     env.pop("PREFECT_API_URL", None)
-    worker_env = dict(
-        env, PREFECT_API_URL=api_url, DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_="None"
-    )
-    cmds = [
-        ([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(api_port)], env),
-        ([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(sched_port), "--no-dashboard"], env),
-        ([str(BIN / "dask"), "worker", address, "--nworkers", "2", "--nthreads", "1", "--host", "127.0.0.1",
-          "--no-dashboard"], worker_env),
-    ]  # fmt: skip
-    procs = []
-    log = (tmp / "services.log").open("wb")
-    try:
-        for cmd, cmd_env in cmds:
-            procs.append(
-                subprocess.Popen(cmd, env=cmd_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            )
-            if cmd[1] == "server":
+    with prefect_server(tmp, env) as api_url:
+        # A config file, not a DASK_* variable: Dask lowercases keys that come from variables, which would
+        # add a key "malloc_trim_threshold_" instead of unsetting MALLOC_TRIM_THRESHOLD_.
+        config = tmp / "dask-config"
+        config.mkdir(exist_ok=True)
+        (config / "no-trim.yaml").write_text(
+            "distributed:\n  nanny:\n    pre-spawn-environ:\n      MALLOC_TRIM_THRESHOLD_: null\n"
+        )
+        no_trim = {"DASK_CONFIG": str(config)}
+        cmds = [
+            ([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(sched_port), "--no-dashboard"], env),
+            ([str(BIN / "dask"), "worker", address, "--nworkers", "2", "--nthreads", "1", "--host", "127.0.0.1",
+              "--no-dashboard"], dict(env, PREFECT_API_URL=api_url, **no_trim)),
+        ]  # fmt: skip
+        procs = []
+        log = (tmp / "dask.log").open("wb")
+        try:
+            for cmd, cmd_env in cmds:
+                out = {"stdout": log, "stderr": subprocess.STDOUT}
+                procs.append(subprocess.Popen(cmd, env=cmd_env, start_new_session=True, **out))
+            from distributed import Client
 
-                def api_up() -> bool:
-                    with urllib.request.urlopen(f"{api_url}/health", timeout=5) as resp:
-                        return resp.status == 200
-
-                wait_for(api_up, "the Prefect server")
-        from distributed import Client
-
-        with Client(address, timeout="60s") as client:
-            client.wait_for_workers(2, timeout=120)
-        yield api_url, address
-    finally:
-        for proc in reversed(procs):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=30)
-        log.close()
+            with Client(address, timeout="60s") as client:
+                client.wait_for_workers(2, timeout=120)
+            yield api_url, address
+        finally:
+            for proc in reversed(procs):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=30)
+            log.close()
 
 
 def run_once(engine: str, data: Path, tmp: Path, trials: int, services: tuple[str, str] | None = None) -> dict:
@@ -201,7 +183,7 @@ def main() -> None:
         )
     table = "\n".join(lines)
     print(table)
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    load = load_average()
     setup = (
         "Standing services: a Prefect server and a Dask scheduler with 2 worker processes x 1 thread, started "
         "before the runs and warmed by one untimed dask run; local = Prefect's default runner against the same "

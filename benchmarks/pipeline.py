@@ -24,7 +24,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import append_results, run_measured  # noqa: E402
+from _measure import append_results, load_average, run_measured  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -111,7 +111,7 @@ def main() -> None:
             lines.append(f"| {i} | {name} | {wall:.1f} | {rss:.0f} | {wall / plain[0]:.2f}x |")
     table = "\n".join(lines)
     print(table)
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    load = load_average()
     notes = f"Load average at the end (1, 5, 15 min): {load}. Targets: cold <= 4x, warm re-run <= 1.5x plain."
     append_results("benchmarks/pipeline.py: full pipeline vs plain script", table, notes)
 

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import append_results, run_measured  # noqa: E402
+from _measure import append_results, load_average, run_measured  # noqa: E402
 from validation import ADULT, CONTRACT, ROOT, make_sizes, plain_checks  # noqa: E402
 
 CACHE = ROOT / "benchmarks" / ".cache"
@@ -261,10 +260,6 @@ def table(results: dict[int, dict[str, dict]]) -> str:
     return "\n".join(lines)
 
 
-def _load() -> str:
-    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[50_000, 500_000, 5_000_000])
@@ -277,7 +272,7 @@ def main() -> None:
     if args.worker:
         worker(args.worker, args.data, args.out)
         return
-    load_start = _load()
+    load_start = load_average()
     paths, origin = datasets(args.sizes, args.seed)
     print(f"data: {origin}", flush=True)
     results: dict[int, dict[str, dict]] = {}
@@ -286,7 +281,7 @@ def main() -> None:
         print("\n".join(table({n: results[n]}).splitlines()[2:4]), flush=True)  # kept if a later size dies
     text = table(results)
     print(text)
-    load = f"{load_start} at the start, {_load()} at the end"
+    load = f"{load_start} at the start, {load_average()} at the end"
     notes = (
         f"Data: {origin}; one run each, seed {args.seed}. `ours`: read_with_contract + validate_frame (GX) + "
         "model_frame + data.split + train_candidate (logreg, hgb; params.yaml) + evaluate on val. `floor`: "

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -22,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import append_results, run_measured  # noqa: E402
+from _measure import append_results, load_average, run_measured  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTRACT = ROOT / "contracts" / "adult.yaml"
@@ -210,10 +209,6 @@ def table(results: dict[int, dict[str, dict]]) -> str:
     return "\n".join(lines)
 
 
-def _load() -> str:
-    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[50_000, 500_000, 5_000_000])
@@ -227,7 +222,7 @@ def main() -> None:
     if args.worker:
         worker(args.worker, args.data, args.out)
         return
-    load_start = _load()
+    load_start = load_average()
     with tempfile.TemporaryDirectory(prefix="mlops-bench-validation-") as tmp:
         paths, origin = make_sizes(args.sizes, args.seed, Path(tmp))
         print(f"data: {origin}", flush=True)
@@ -237,7 +232,7 @@ def main() -> None:
             print(f"{n:,} rows done", flush=True)
     text = table(results)
     print(text)
-    load = f"{load_start} at the start, {_load()} at the end"
+    load = f"{load_start} at the start, {load_average()} at the end"
     runs = "one run each" if args.repeat == 1 else f"best (least normalise + checks) of {args.repeat} runs each"
     notes = (
         f"Data: {origin}; contract: contracts/adult.yaml; {runs}, seed {args.seed}. `contract` is "
