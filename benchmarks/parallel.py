@@ -36,9 +36,7 @@ from validation import make_sizes  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ADULT_SETTINGS = [
-    "evaluate.slices.columns=[sex, race]",
-    "evaluate.behaviour=[]",
-    "evaluate.thresholds.f1=0.5",
+    "evaluate.thresholds={f1: 0.5}",
     "promote.registered_model=adult-income",
     "package.service_name=adult-income",
     "package.infra_validation.enabled=false",

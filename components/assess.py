@@ -67,5 +67,8 @@ def champion_proba(model_uri: str, test: pd.DataFrame, target: str) -> np.ndarra
     """The champion's positive-class probabilities on the same rows, through its registered pyfunc."""
     import mlflow
 
+    from components.model import pyfunc_input
+
     champion = mlflow.pyfunc.load_model(model_uri)
-    return champion.predict(test.drop(columns=[target]))["probability"].to_numpy(dtype=np.float64)
+    features = pyfunc_input(champion, test.drop(columns=[target]))
+    return champion.predict(features)["probability"].to_numpy(dtype=np.float64)

@@ -213,20 +213,21 @@ class TrainSettings(_Section):
 
 class SliceSettings(_Section):
     columns: list[str] = Field(default_factory=list)
-    min_size: int = Field(ge=1)
+    min_size: int = Field(default=30, ge=1)
     bins: int = Field(default=4, ge=2)
 
 
 class EvaluateSettings(_Section):
     primary_metric: Literal["roc_auc", "pr_auc", "f1", "accuracy", "balanced_accuracy"]
     decision_threshold: float = Field(gt=0, lt=1)
-    thresholds: dict[str, float]
-    slices: SliceSettings
-    behaviour: list[dict[str, Any]] = Field(default_factory=list)
+    # Dataset-specific: null takes them from the contract's `evaluation` section (components.dataset_settings).
+    thresholds: dict[str, float] | None = None
+    slices: SliceSettings | None = None
+    behaviour: list[dict[str, Any]] | None = None
 
 
 class PromoteSettings(_Section):
-    registered_model: str = Field(min_length=1)
+    registered_model: str | None = Field(default=None, min_length=1)  # null: the contract's name
     alias: str = "champion"
     policy: Literal["superior", "non_inferior"]
     margin: float = Field(ge=0)
@@ -243,7 +244,8 @@ class InfraValidationSettings(_Section):
 
 
 class PackageSettings(_Section):
-    service_name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    # null: derived from the registered model's name
+    service_name: str | None = Field(default=None, min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     infra_validation: InfraValidationSettings
 
 

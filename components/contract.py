@@ -140,6 +140,8 @@ class Contract:
     max_quarantine_fraction: float = 0.05
     drift: DriftOptions = field(default_factory=DriftOptions)
     severity: dict[str, str] = field(default_factory=dict)  # table rule -> severity overrides
+    # what a model of this data must show: thresholds, slices, behaviour (components.dataset_settings)
+    evaluation: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.columns]
@@ -180,7 +182,33 @@ class Contract:
 
 _COLUMN_KEYS = {f.name for f in fields(ColumnRule)} - {"name"}
 _TOP_KEYS = {"name", "columns", "target", "labels", "class_balance", "rows", "keys"}
-_TOP_KEYS |= {"allow_extra_columns", "reading", "max_quarantine_fraction", "drift", "severity"}
+_TOP_KEYS |= {"allow_extra_columns", "reading", "max_quarantine_fraction", "drift", "severity", "evaluation"}
+_EVALUATION_KEYS = ("thresholds", "slices", "behaviour")
+
+
+def _evaluation(data: Any, columns: list[str]) -> dict[str, Any]:
+    """The contract's ``evaluation`` section, checked for shape (values are typed by the settings)."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ContractError("evaluation: expected a mapping of thresholds, slices and behaviour")
+    for key in data:
+        if key not in _EVALUATION_KEYS:
+            raise ContractError(f"evaluation.{key}: unknown key; known: {', '.join(_EVALUATION_KEYS)}")
+    thresholds = data.get("thresholds") or {}
+    if not isinstance(thresholds, dict) or not all(isinstance(v, int | float) for v in thresholds.values()):
+        raise ContractError("evaluation.thresholds: expected a mapping of metric -> minimum value")
+    slices = data.get("slices") or {}
+    if not isinstance(slices, dict):
+        raise ContractError("evaluation.slices: expected {columns: [...], min_size: N, bins: N}")
+    unknown = [c for c in slices.get("columns") or [] if c not in columns]
+    if unknown:
+        names = ", ".join(map(str, unknown))
+        raise ContractError(f"evaluation.slices.columns: {names} not among the contract's columns")
+    behaviour = data.get("behaviour") or []
+    if not isinstance(behaviour, list) or not all(isinstance(b, dict) for b in behaviour):
+        raise ContractError("evaluation.behaviour: expected a list of behaviour tests")
+    return {"thresholds": dict(thresholds), "slices": dict(slices), "behaviour": list(behaviour)}
 
 
 def _sub(cls: type, data: Any, where: str) -> Any:
@@ -254,6 +282,7 @@ def contract_from_dict(d: dict) -> Contract:
             max_quarantine_fraction=float(d.get("max_quarantine_fraction", 0.05)),
             drift=_sub(DriftOptions, d.get("drift"), "drift"),
             severity=dict(d.get("severity") or {}),
+            evaluation=_evaluation(d.get("evaluation"), [str(c) for c in d["columns"]]),
         )
     except ContractError:
         raise
@@ -288,6 +317,7 @@ def contract_to_dict(c: Contract) -> dict:
         "severity": dict(c.severity),
         "reading": {f.name: getattr(c.reading, f.name) for f in fields(ReadOptions)},
         "drift": {f.name: getattr(c.drift, f.name) for f in fields(DriftOptions)},
+        "evaluation": {k: c.evaluation.get(k) for k in _EVALUATION_KEYS if k in c.evaluation},
         "columns": {col.name: _column_to_dict(col) for col in c.columns},
     }
 
@@ -300,6 +330,9 @@ _COMMENTS = {
     "severity": "table-rule severity overrides: block | warn | quarantine (row-level rules only)",
     "reading": "how read_with_contract parses CSV files",
     "drift": "drift vs a reference frame (rule: drift)",
+    "evaluation": "what a model of this data must show before promotion (params.yaml's evaluate.* win when set):\n"
+    "#   thresholds on the held-out test split ({} = beat the class-prior baseline); slices (metrics per\n"
+    "#   group, numeric columns cut into bins); behaviour tests (invariance, directional, golden)",
     "columns": "per column: dtype float|int|category|string|bool, nullable, min/max, allowed + on_unseen,\n"
     "# regex, feature (false = id/text), not_constant, max_abs_z, severity overrides per rule",
 }
@@ -409,7 +442,20 @@ def infer_contract(frame: pd.DataFrame, target: str, *, name: str | None = None,
         min_rows=max(1, int(len(frame) * margin)),
         max_rows=None,
         keys=keys[:1],
+        evaluation=draft_evaluation(frame, columns),
     )
+
+
+SLICE_MAX_LEVELS = 8  # more levels make slices too small to compare
+
+
+def draft_evaluation(frame: pd.DataFrame, columns: list[ColumnRule]) -> dict[str, Any]:
+    """No thresholds (the baseline gate applies), slices on up to three low-cardinality categoricals."""
+    sliceable = [
+        c.name for c in columns if c.feature and c.dtype == "category" and frame[c.name].nunique() <= SLICE_MAX_LEVELS
+    ]
+    min_size = max(15, len(frame) // 100)
+    return {"thresholds": {}, "slices": {"columns": sliceable[:3], "min_size": min_size, "bins": 4}, "behaviour": []}
 
 
 # --- reading files ----------------------------------------------------------
@@ -478,7 +524,7 @@ def _read_csv(path: Path, opts: ReadOptions, expected: list[str] | None) -> pd.D
         raise DataReadError(f"{path}: malformed CSV: {err}") from None
     except pd.errors.ParserWarning:
         raise DataReadError(f"{path}: malformed CSV: some rows have more fields than the header") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
+    frame.columns = _unique_names([str(c).strip() for c in frame.columns])
     if expected is not None and not set(frame.columns) & set(expected):
         header = " ".join(map(str, frame.columns))
         likely = [d for d in (",", ";", "\t", "|") if d != sep and d in header]
@@ -492,13 +538,42 @@ def _read_csv(path: Path, opts: ReadOptions, expected: list[str] | None) -> pd.D
     return frame
 
 
+def _unique_names(names: list[str]) -> list[str]:
+    """Header names made unique the way pandas does it (``id``, ``id.1``): it only does so for
+    exact repeats, and stripping can make two names equal ("id" and "id "). Two equal names
+    would make ``frame[name]`` a frame and crash normalising; a renamed copy is reported by
+    the ``extra_columns`` rule instead."""
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        unique, n = name, 0
+        while unique in seen:
+            n += 1
+            unique = f"{name}.{n}"
+        seen.add(unique)
+        out.append(unique)
+    return out
+
+
 def _is_text(series: pd.Series) -> bool:
-    return pd.api.types.is_string_dtype(series) or pd.api.types.is_object_dtype(series)
+    """The string dtype, or objects that are all str. An object column of Python bools (how
+    pandas reads True/False with blanks) is not text: it must become "True"/"False" strings,
+    or a category contract drafted from that very file rejects it."""
+    if pd.api.types.is_string_dtype(series):
+        return True
+    return pd.api.types.is_object_dtype(series) and pd.api.types.infer_dtype(series, skipna=True) == "string"
+
+
+# What a bool column may hold in a file (compared lower-cased and stripped; numbers by value).
+BOOL_WORDS: dict[Any, bool] = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
+BOOL_WORDS |= {1: True, 0: False}
 
 
 def _cast(series: pd.Series, dtype: str) -> pd.Series:
     """Cast to the declared dtype; values that do not fit leave the column as it is."""
-    if isinstance(series.dtype, np.dtype) and series.dtype == _NUMPY_DTYPE.get(dtype):
+    # ``dtype in``: numpy reads ``float64 == None`` as true, which returned float columns declared
+    # bool/category/string uncast (1.0/0.0/blank flags, numeric codes with a blank).
+    if dtype in _NUMPY_DTYPE and isinstance(series.dtype, np.dtype) and series.dtype == _NUMPY_DTYPE[dtype]:
         return series  # already what the cast below would produce: skip its full-column passes
     if series.isna().all():
         return series
@@ -513,11 +588,13 @@ def _cast(series: pd.Series, dtype: str) -> pd.Series:
     if dtype == "bool":
         if pd.api.types.is_bool_dtype(series):
             return series
-        words = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
-        mapped = series.astype("str").str.strip().str.lower().map(words)
-        if mapped.notna().sum() < series.notna().sum() or mapped.isna().any():
-            return series
-        return mapped.astype(bool)
+        # Numbers are matched by value: a 1/0 column with a blank is read as 1.0/0.0.
+        keys = series if pd.api.types.is_numeric_dtype(series) else series.astype("str").str.strip().str.lower()
+        mapped = keys.map(BOOL_WORDS).where(series.notna())
+        if mapped.notna().sum() < series.notna().sum():
+            return series  # some values are not booleans: the dtype rule reports them
+        # Blanks stay missing (nullable "boolean"), so not_null/null_fraction judge them, not dtype.
+        return mapped.astype("boolean") if mapped.isna().any() else mapped.astype(bool)
     if _is_text(series):
         return series
     if pd.api.types.is_float_dtype(series) and (series.dropna() % 1 == 0).all():

@@ -1,5 +1,8 @@
 """The promotion gate: absolute thresholds, behaviour tests, a paired test against the champion, slices.
 
+Data with no known bar (no thresholds configured) must instead beat a trivial baseline, the class
+prior, by the same paired bootstrap: a model no better than always answering the base rate is kept.
+
 Pure logic over predictions already made on the same held-out rows; the
 registry step records the :class:`PromotionDecision` as tags, a driver stops
 the run when it says keep.
@@ -9,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -37,9 +40,7 @@ class GatePolicy:
 
     def __post_init__(self) -> None:
         if self.primary_metric not in BOOTSTRAP_METRICS:
-            raise ValueError(
-                f"primary_metric {self.primary_metric!r} not one of {', '.join(BOOTSTRAP_METRICS)}"
-            )
+            raise ValueError(f"primary_metric {self.primary_metric!r} not one of {', '.join(BOOTSTRAP_METRICS)}")
         if self.policy not in POLICIES:
             raise ValueError(f"policy {self.policy!r} not one of {', '.join(POLICIES)}")
         if not 0 < self.confidence < 1:
@@ -60,6 +61,7 @@ class PromotionDecision:
     comparison: dict[str, Any] | None
     slices: dict[str, dict[str, Any]] | None
     behaviour: dict[str, dict[str, Any]] | None
+    baseline: dict[str, Any] | None = None  # the paired test against the class prior (no thresholds set)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,14 +79,18 @@ class PromotionDecision:
             tags[f"gate.threshold.{name}"] = (
                 f"{'pass' if t['passed'] else 'fail'} {_fmt(t['value'])} {t['op']} {t['bound']}"
             )
+        if self.baseline is not None:
+            b = self.baseline
+            tags["gate.baseline"] = (
+                f"{'pass' if b['passed'] else 'fail'} {b['metric']} {b['challenger']:.4g} vs {b['against']} "
+                f"{b['champion']:.4g}, CI [{b['ci_low']:.4g}, {b['ci_high']:.4g}] at {b['confidence']}"
+            )
         c = self.comparison
         if c is not None:
             tags.update(
                 {
                     "gate.metric": c["metric"],
-                    "gate.policy": c["policy"]
-                    if c["policy"] == "superior"
-                    else f"{c['policy']} {c['margin']}",
+                    "gate.policy": c["policy"] if c["policy"] == "superior" else f"{c['policy']} {c['margin']}",
                     "gate.diff": f"{c['diff']:.4g}",
                     "gate.ci": f"[{c['ci_low']:.4g}, {c['ci_high']:.4g}] at {c['confidence']}",
                     "gate.p_value": _p(c["p_value"]),
@@ -95,14 +101,10 @@ class PromotionDecision:
                 tags["gate.mcnemar_p_value"] = _p(c["mcnemar"]["p_value"])
         if self.slices is not None:
             failed = [k for k, s in self.slices.items() if not s["passed"]]
-            tags["gate.slices"] = _clip(
-                f"{len(self.slices)} checked; failed: {', '.join(failed) or 'none'}", 250
-            )
+            tags["gate.slices"] = _clip(f"{len(self.slices)} checked; failed: {', '.join(failed) or 'none'}", 250)
         if self.behaviour is not None:
             failed = [k for k, b in self.behaviour.items() if not b["passed"]]
-            tags["gate.behaviour"] = _clip(
-                f"{len(self.behaviour)} run; failed: {', '.join(failed) or 'none'}", 250
-            )
+            tags["gate.behaviour"] = _clip(f"{len(self.behaviour)} run; failed: {', '.join(failed) or 'none'}", 250)
         return tags
 
     def summary_lines(self) -> list[str]:
@@ -111,6 +113,8 @@ class PromotionDecision:
         for name, t in self.thresholds.items():
             state = "pass" if t["passed"] else "FAIL"
             lines.append(f"threshold {name}: {_fmt(t['value'])} {t['op']} {t['bound']} {state}")
+        if self.baseline is not None:
+            lines.append(_comparison_text(self.baseline))
         if self.behaviour is not None:
             for name, b in self.behaviour.items():
                 lines.append(f"behaviour {name}: {'pass' if b['passed'] else 'FAIL'}: {b['detail']}")
@@ -131,9 +135,7 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _scorer(
-    metric: str, y: np.ndarray, proba: np.ndarray, threshold: float
-) -> Callable[[np.ndarray], np.ndarray]:
+def _scorer(metric: str, y: np.ndarray, proba: np.ndarray, threshold: float) -> Callable[[np.ndarray], np.ndarray]:
     """``metric`` as a function of bootstrap counts ``w`` (rows x resamples), one value per resample.
 
     Sorting and per-row terms are computed once here, not once per resample.
@@ -240,9 +242,7 @@ def paired_bootstrap(
     y = np.asarray(y_true).astype(np.float64)
     a, b = np.asarray(proba_a, dtype=np.float64), np.asarray(proba_b, dtype=np.float64)
     if not len(y) == len(a) == len(b) or len(y) == 0:
-        raise ValueError(
-            f"y_true ({len(y)}), proba_a ({len(a)}), proba_b ({len(b)}) must be equal and non-empty"
-        )
+        raise ValueError(f"y_true ({len(y)}), proba_a ({len(a)}), proba_b ({len(b)}) must be equal and non-empty")
     if y.min() == y.max():
         raise ValueError(f"{metric} needs both classes in y_true; all rows are {int(y[0])}")
     n = len(y)
@@ -314,9 +314,7 @@ def mcnemar(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> dict[
     }
 
 
-def _check_thresholds(
-    metrics: Mapping[str, float], thresholds: Mapping[str, float]
-) -> dict[str, dict[str, Any]]:
+def _check_thresholds(metrics: Mapping[str, float], thresholds: Mapping[str, float]) -> dict[str, dict[str, Any]]:
     checked = {}
     for name, bound in thresholds.items():
         higher = HIGHER_IS_BETTER.get(name, True)
@@ -350,10 +348,7 @@ def _compare(policy: GatePolicy, y, challenger, champion, threshold: float) -> d
         "metric": policy.primary_metric,
         "challenger": boot["a"],
         "champion": boot["b"],
-        **{
-            k: boot[k]
-            for k in ("diff", "ci_low", "ci_high", "confidence", "p_value", "n_resamples", "n_valid")
-        },
+        **{k: boot[k] for k in ("diff", "ci_low", "ci_high", "confidence", "p_value", "n_resamples", "n_valid")},
         "seed": policy.seed,
         "policy": policy.policy,
         "margin": policy.margin,
@@ -397,7 +392,7 @@ def _signed(value: float) -> str:
 
 def _comparison_text(c: Mapping[str, Any]) -> str:
     text = (
-        f"challenger {c['metric']} {c['challenger']:.4f} vs champion {c['champion']:.4f} "
+        f"challenger {c['metric']} {c['challenger']:.4f} vs {c.get('against', 'champion')} {c['champion']:.4f} "
         f"(diff {_signed(c['diff'])}, "
         f"{c['confidence']:.0%} CI [{_signed(c['ci_low'])}, {_signed(c['ci_high'])}], "
         f"one-sided {_p_text(c['p_value'])}, {c['n_valid']} paired bootstrap resamples"
@@ -409,43 +404,42 @@ def _comparison_text(c: Mapping[str, Any]) -> str:
 
 
 def _slice_text(key: str, s: Mapping[str, Any]) -> str:
-    return (
-        f"slice '{key}': {s['metric']} {s['challenger']:.4f} vs champion {s['champion']:.4f} "
-        f"(drop {s['drop']:.4f})"
-    )
+    return f"slice '{key}': {s['metric']} {s['challenger']:.4f} vs champion {s['champion']:.4f} (drop {s['drop']:.4f})"
 
 
-def _verdict(thresholds, behaviour, comparison, slices, policy: GatePolicy) -> tuple[bool, str]:
+def _beats_text(c: Mapping[str, Any], bar: float) -> str:
+    gain_low = c["ci_low"] if c["higher_is_better"] else -c["ci_high"]
+    return f"the lower CI bound of the improvement, {_signed(gain_low)}, is not above {bar:+.4f}"
+
+
+def _verdict(thresholds, baseline, behaviour, comparison, slices, policy: GatePolicy) -> tuple[bool, str]:
     """The first failing check, in the documented order, as a sentence with its numbers."""
     failed = [
-        f"{n}={_fmt(t['value'])}, required {t['op']} {t['bound']}"
-        for n, t in thresholds.items()
-        if not t["passed"]
+        f"{n}={_fmt(t['value'])}, required {t['op']} {t['bound']}" for n, t in thresholds.items() if not t["passed"]
     ]
     if failed:
         return False, "kept: threshold not met: " + "; ".join(failed)
+    if baseline is not None and not baseline["passed"]:
+        return False, f"kept: no better than the baseline: {_comparison_text(baseline)}; {_beats_text(baseline, 0.0)}"
     bad = [f"{n} ({b['detail']})" for n, b in (behaviour or {}).items() if not b["passed"]]
     if bad:
         return False, "kept: behaviour test failed: " + "; ".join(bad)
     held = ", ".join(f"{n}={_fmt(t['value'])} {t['op']} {t['bound']}" for n, t in thresholds.items())
     held = f"thresholds hold ({held})" if held else "no thresholds configured"
+    if baseline is not None:
+        held = f"no thresholds configured, beats the baseline: {_comparison_text(baseline)}"
     if comparison is None:
         return (
             True,
-            f"promoted: no champion to compare against, so promoted on absolute thresholds alone; {held}",
+            f"promoted: no champion to compare against, so promoted on absolute thresholds alone; {held}"
+            if baseline is None
+            else f"promoted: no champion to compare against; {held}",
         )
     claim = "superior" if policy.policy == "superior" else f"non-inferior within margin {policy.margin}"
     if not comparison["passed"]:
-        c = comparison
-        gain_low = c["ci_low"] if c["higher_is_better"] else -c["ci_high"]
         bar = 0.0 if policy.policy == "superior" else -policy.margin
-        return False, (
-            f"kept: {_comparison_text(c)} is not {claim}: the lower CI bound of the improvement, "
-            f"{_signed(gain_low)}, is not above {bar:+.4f}"
-        )
-    worst = sorted(
-        (k for k, s in (slices or {}).items() if not s["passed"]), key=lambda k: -slices[k]["drop"]
-    )
+        return False, f"kept: {_comparison_text(comparison)} is not {claim}: {_beats_text(comparison, bar)}"
+    worst = sorted((k for k, s in (slices or {}).items() if not s["passed"]), key=lambda k: -slices[k]["drop"])
     if worst:
         detail = "; ".join(_slice_text(k, slices[k]) for k in worst)
         return False, f"kept: better overall but drops more than {policy.max_slice_drop} on {detail}"
@@ -467,6 +461,7 @@ def decide(
     y_true: np.ndarray | None = None,
     challenger_proba: np.ndarray | None = None,
     champion_proba: np.ndarray | None = None,
+    baseline_proba: np.ndarray | None = None,
     challenger_slices: Mapping[str, Mapping[str, Any]] | None = None,
     champion_slices: Mapping[str, Mapping[str, Any]] | None = None,
     behaviour: Sequence[Any] | None = None,
@@ -475,17 +470,24 @@ def decide(
     threshold: float = 0.5,
 ) -> PromotionDecision:
     """Promote or keep. Every check given is run and recorded; the reason names the first that fails,
-    in this order: thresholds, behaviour, paired test against the champion, slices."""
+    in this order: thresholds (or, with none configured, the baseline), behaviour, paired test against
+    the champion, slices. ``baseline_proba`` is a trivial model's answer on the same rows (the class prior)."""
     thresholds = _check_thresholds(challenger_metrics, policy.thresholds)
     behaviour_table = None if behaviour is None else _behaviour_table(behaviour)
-    comparison = slices = None
+    comparison = slices = baseline = None
+    if baseline_proba is not None and not policy.thresholds:
+        if y_true is None or challenger_proba is None:
+            raise ValueError("the baseline gate needs y_true and challenger_proba on the same rows")
+        # Beating the prior is a claim of superiority whatever the champion policy says.
+        baseline = _compare(replace(policy, policy="superior"), y_true, challenger_proba, baseline_proba, threshold)
+        baseline["against"] = "class-prior baseline"
     if champion_proba is not None:
         if y_true is None or challenger_proba is None:
             raise ValueError("comparing with a champion needs y_true and challenger_proba on the same rows")
         comparison = _compare(policy, y_true, challenger_proba, champion_proba, threshold)
         if challenger_slices is not None and champion_slices is not None:
             slices = _compare_slices(challenger_slices, champion_slices, policy)
-    promote, reason = _verdict(thresholds, behaviour_table, comparison, slices, policy)
+    promote, reason = _verdict(thresholds, baseline, behaviour_table, comparison, slices, policy)
     return PromotionDecision(
         promote=promote,
         reason=reason,
@@ -495,4 +497,5 @@ def decide(
         comparison=comparison,
         slices=slices,
         behaviour=behaviour_table,
+        baseline=baseline,
     )

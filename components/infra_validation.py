@@ -88,34 +88,53 @@ def _tail(path: Path, n: int = 15) -> str:
         return ""
 
 
-def stop_server(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
-    """SIGTERM the server (it stops its workers), then kill anything left of its tree."""
-    import psutil
+GUARD_GRACE_S = 10.0  # the guard's SIGTERM-to-SIGKILL wait; bentoml serve stops in ~1 s
 
-    try:
-        family = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        family = []
+
+def stop_server(proc: subprocess.Popen, grace_s: float = GUARD_GRACE_S + 5) -> None:
+    """SIGTERM ``proc`` (the guard, or a bare server) and wait; then SIGKILL anything left of its tree.
+
+    The guard stops ``bentoml serve`` (which stops its workers) and escalates to SIGKILL by itself
+    within ``GUARD_GRACE_S``; the kills here are for a guard that could not.
+    """
+    from components.process_guard import descendants, kill_all
+
+    family = descendants(proc.pid)  # now: workers run in sessions of their own and may be orphaned later
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
-            log.warning("bentoml serve (pid %d) ignored SIGTERM; killing it", proc.pid)
-    with suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    for child in family:  # workers run in sessions of their own
-        with suppress(psutil.NoSuchProcess):
-            child.kill()
-    proc.wait(timeout=5)
+            log.warning("pid %d ignored SIGTERM for %g s; killing its tree", proc.pid, grace_s)
+            with suppress(ProcessLookupError, PermissionError):  # not reaped yet, so the group id is still ours
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+    if left := kill_all(family):
+        log.warning("could not stop pids %s of bentoml serve", [p.pid for p in left])
+
+
+def _served_pid(guard: subprocess.Popen) -> int:
+    """The pid of ``bentoml serve`` itself (the guard's first child), the pid callers know it by."""
+    import psutil
+
+    with suppress(psutil.Error):
+        if children := psutil.Process(guard.pid).children():
+            return min(children, key=lambda p: p.create_time()).pid
+    return guard.pid
 
 
 @contextmanager
 def serve_bento(
     bento_tag: str, *, bentoml_home: str | None = None, timeout_s: float = 120, env: dict[str, str] | None = None
 ) -> Iterator[ServedBento]:
-    """Run ``bentoml serve <exact tag>`` on a free 127.0.0.1 port until the block exits."""
+    """Run ``bentoml serve <exact tag>`` on a free 127.0.0.1 port until the block exits.
+
+    The server runs under ``components.process_guard``, which stops its whole tree (workers
+    included) if this process dies without getting to the ``finally``, even by SIGKILL.
+    """
     import httpx
+
+    from components.process_guard import guarded_command
 
     check_exact_tag(bento_tag)
     port = free_port()
@@ -124,7 +143,14 @@ def serve_bento(
         child_env["BENTOML_HOME"] = str(bentoml_home)
     log_fd, log_name = tempfile.mkstemp(prefix="bentoml-serve-", suffix=".log")
     cmd = [*bentoml_command(), "serve", bento_tag, "--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(cmd, stdout=log_fd, stderr=subprocess.STDOUT, env=child_env, start_new_session=True)
+    # Own session: a Ctrl-C in the terminal reaches only us, and we stop the server in order.
+    proc = subprocess.Popen(
+        guarded_command(cmd, grace_s=GUARD_GRACE_S),
+        stdout=log_fd,
+        stderr=subprocess.STDOUT,
+        env=child_env,
+        start_new_session=True,
+    )
     os.close(log_fd)
     url, log_path = f"http://127.0.0.1:{port}", Path(log_name)
     try:
@@ -141,8 +167,9 @@ def serve_bento(
                 if time.monotonic() > deadline:
                     raise ServeError(f"{bento_tag} not ready after {timeout_s:.0f} s:\n{_tail(log_path)}")
                 time.sleep(0.25)
-        log.info("serving %s at %s (pid %d)", bento_tag, url, proc.pid)
-        yield ServedBento(url=url, port=port, pid=proc.pid, log_path=log_path)
+        pid = _served_pid(proc)
+        log.info("serving %s at %s (pid %d, guard %d)", bento_tag, url, pid, proc.pid)
+        yield ServedBento(url=url, port=port, pid=pid, log_path=log_path)
     finally:
         stop_server(proc)
         log_path.unlink(missing_ok=True)
@@ -167,12 +194,6 @@ def compare_predictions(expected: pd.DataFrame, served: list[dict[str, Any]]) ->
     mismatches = sum(a != b for a, b in zip(expected["label"].tolist(), labels, strict=True))
     diff = np.abs(expected["probability"].to_numpy(dtype=np.float64) - proba)
     return int(mismatches), float(np.nan_to_num(diff, nan=math.inf).max(initial=0.0))
-
-
-def _feature_frame(pyfunc: Any, rows: pd.DataFrame) -> pd.DataFrame:
-    schema = pyfunc.metadata.get_input_schema()
-    names = schema.input_names() if schema is not None else None
-    return rows[names] if names else rows
 
 
 @dataclass
@@ -234,10 +255,12 @@ def validate_bento(
     check_exact_tag(bento_tag)
     if rows.empty:
         raise ValueError("validate_bento needs at least one row")
+    from components.model import pyfunc_input
+
     pyfunc = mlflow.pyfunc.load_model(reference_model_uri)
-    features = _feature_frame(pyfunc, rows)
+    features = pyfunc_input(pyfunc, rows)
     expected = pyfunc.predict(features).reset_index(drop=True)
-    records = frame_to_records(features)
+    records = frame_to_records(rows[list(features.columns)])  # as clients send them: raw values, not model input
     base = {"bento_tag": bento_tag, "n_rows": len(records), "p95_budget_ms": p95_budget_ms}
     started, port = time.monotonic(), 0
     try:

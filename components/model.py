@@ -24,6 +24,70 @@ import pandas as pd
 SAFE_TYPE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
 META_FILE = "model.json"
 
+# The two kinds of feature a model sees. Numbers (int, float, nullable numerics) are float64 with NaN;
+# everything else (categories, strings, booleans) is text with NaN for missing, whatever dtype carried it.
+NUMBER, TEXT = "number", "text"
+_SCHEMA_KINDS = {"double": NUMBER, "float": NUMBER, "long": NUMBER, "integer": NUMBER}
+
+
+def feature_kinds(frame: pd.DataFrame) -> dict[str, str]:
+    """The kind of each column of a training frame (booleans are text: two categories, not a scale)."""
+    return {
+        str(c): NUMBER if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]) else TEXT
+        for c in frame.columns
+    }
+
+
+def _number(series: pd.Series) -> np.ndarray:
+    if series.dtype == np.float64:
+        return series.to_numpy()
+    if series.dtype == object:  # JSON numbers, or text that should have been numbers
+        return pd.to_numeric(series, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
+    return series.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _text(series: pd.Series, keep_categorical: bool) -> pd.Series | np.ndarray:
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        cats = series.cat.categories
+        if not pd.api.types.is_string_dtype(cats) or pd.api.types.is_bool_dtype(cats):
+            series = series.cat.rename_categories([str(c) for c in cats])
+        return series if keep_categorical else series.to_numpy(dtype=object, na_value=np.nan)
+    if pd.api.types.is_bool_dtype(series) and not series.isna().any():
+        return np.where(series.to_numpy(dtype=bool), "True", "False").astype(object)
+    values = series.to_numpy(dtype=object, na_value=np.nan)
+    missing = pd.isna(values)
+    if missing.any():
+        values = values.copy()
+        values[missing] = np.nan
+    if not all(type(v) is str for v in values[~missing]):  # bools from JSON, numbers in a text column
+        values = np.array([v if m else str(v) for v, m in zip(values, missing, strict=True)], dtype=object)
+    return values
+
+
+def canonical_frame(frame: pd.DataFrame, kinds: dict[str, str], *, keep_categorical: bool = True) -> pd.DataFrame:
+    """``frame``'s features as every model takes them: the one place that turns data into model input.
+
+    Training, in-process prediction, the pyfunc and the service all pass through here, so a category,
+    a string, a nullable integer or a boolean gives the same prediction whichever way it arrived.
+    ``keep_categorical=False`` also turns categoricals into plain text, which MLflow's schema requires.
+    """
+    missing = [c for c in kinds if c not in frame.columns]
+    if missing:
+        raise KeyError(f"missing feature columns: {', '.join(missing)}")
+    columns = {
+        c: _number(frame[c]) if kind == NUMBER else _text(frame[c], keep_categorical) for c, kind in kinds.items()
+    }
+    return pd.DataFrame(columns, index=frame.index, copy=False)
+
+
+def pyfunc_input(pyfunc: Any, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` as the MLflow signature of ``pyfunc`` declares its input (every pyfunc caller uses this)."""
+    schema = pyfunc.metadata.get_input_schema()
+    if schema is None:
+        return frame
+    kinds = {spec.name: _SCHEMA_KINDS.get(getattr(spec.type, "name", str(spec.type)), TEXT) for spec in schema.inputs}
+    return canonical_frame(frame, kinds, keep_categorical=False)
+
 
 class UnsafeModelFileError(ValueError):
     """A model file holds a type outside the allow-list; it was not loaded."""
@@ -150,6 +214,7 @@ class TrainedModel:
     preprocessor: Any = None  # fitted ColumnTransformer for torch_mlp
     threshold: float = 0.5
     extra: dict[str, Any] = field(default_factory=dict)
+    kinds: dict[str, str] | None = None  # feature -> NUMBER | TEXT; None in models saved before kinds existed
 
     @cached_property
     def _fast(self) -> tuple[FastPreprocessor, Any] | None:
@@ -166,13 +231,7 @@ class TrainedModel:
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Probability of the positive class (``classes[1]``) per row."""
-        frame = X
-        if X.columns.tolist() != self.feature_columns:
-            present = set(X.columns)
-            missing = [c for c in self.feature_columns if c not in present]
-            if missing:
-                raise KeyError(f"missing feature columns: {', '.join(missing)}")
-            frame = X[self.feature_columns]
+        frame = self.model_input(X)
         features = self._fast[0].transform(frame.to_numpy()) if self._fast is not None else None
         if self.family == "torch_mlp":
             from components.torch_mlp import mlp_proba
@@ -183,6 +242,17 @@ class TrainedModel:
         if features is None:
             return self.estimator.predict_proba(frame)[:, 1].astype(np.float64)
         return self._fast[1].predict_proba(features)[:, 1].astype(np.float64)
+
+    def model_input(self, X: pd.DataFrame) -> pd.DataFrame:
+        """The feature columns of ``X`` in training order and canonical types."""
+        if self.kinds is not None:
+            return canonical_frame(X, self.kinds)
+        if X.columns.tolist() == self.feature_columns:
+            return X
+        missing = [c for c in self.feature_columns if c not in set(X.columns)]
+        if missing:
+            raise KeyError(f"missing feature columns: {', '.join(missing)}")
+        return X[self.feature_columns]
 
     def predict_arrays(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(labels, positive-class probabilities) as arrays: ``predict_frame`` without the frame."""
@@ -261,6 +331,7 @@ def save_model(model: TrainedModel, directory: str | Path) -> Path:
         "feature_columns": model.feature_columns,
         "classes": [c.item() if hasattr(c, "item") else c for c in model.classes],
         "threshold": model.threshold,
+        "kinds": model.kinds,
     }
     if model.family == "torch_mlp":
         import torch
@@ -278,6 +349,8 @@ def load_model(directory: str | Path) -> TrainedModel:
     directory = Path(directory)
     meta = json.loads((directory / META_FILE).read_text())
     common = {k: meta[k] for k in ("name", "family", "params", "feature_columns", "classes", "threshold")}
+    kinds = meta.get("kinds")  # model.json sorts its keys: the column order is feature_columns'
+    common["kinds"] = None if kinds is None else {c: kinds[c] for c in meta["feature_columns"]}
     if meta["family"] == "torch_mlp":
         import torch
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from components.model import TrainedModel, save_model
+from components.model import TrainedModel, canonical_frame, save_model
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,8 @@ def log_model(model: TrainedModel, example: pd.DataFrame) -> str:
     from mlflow.models import infer_signature
 
     example = example[model.feature_columns].head(5)
-    # Requests arrive as text, so the signature says string; categoricals (large-data training) say it too.
-    example = example.astype({c: "str" for c in example.select_dtypes("category").columns})
+    if model.kinds is not None:  # the signature declares what components.model.pyfunc_input hands the model
+        example = canonical_frame(example, model.kinds, keep_categorical=False)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = save_model(model, Path(tmp) / "model")
         info = mlflow.pyfunc.log_model(

@@ -87,7 +87,7 @@ def render_markdown(s: RunSummary) -> str:
         "",
         "Next:",
         f"- `mlflow ui --backend-store-uri {redact_uri(s.tracking_uri)}`" if s.tracking_uri else "- `mlflow ui`",
-        "- `mlops status` to list versions and aliases",
-        "- `mlops serve` (or `make serve`) to serve the champion's bento on 127.0.0.1:3000",
+        f"- `mlops status --model {s.registered_model}` to list its versions and aliases (`mlops status`: every model)",
+        f"- `mlops serve --model {s.registered_model}` to serve its champion's bento on 127.0.0.1:3000",
     ]
     return "\n".join(lines) + "\n"

@@ -12,7 +12,7 @@ import pandas as pd
 
 from components.config import FAMILIES
 from components.features import build_preprocessor
-from components.model import TrainedModel
+from components.model import TrainedModel, canonical_frame, feature_kinds
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,20 @@ def _thread_limit(n_threads: int | None, *, torch_too: bool) -> Iterator[None]:
             torch.set_num_threads(previous)
 
 
+def check_supported_target(labels: Any, target: str, *, where: str = "data") -> None:
+    """Refuse, before any training, a target this pipeline cannot learn yet (anything but two labels)."""
+    from components.config import ConfigError
+
+    distinct = sorted({str(v) for v in labels if not pd.isna(v)})
+    if len(distinct) == 2:
+        return
+    shown = ", ".join(distinct[:10]) + (", ..." if len(distinct) > 10 else "")
+    raise ConfigError(
+        f"{where}: target '{target}' has {len(distinct)} distinct label(s) ({shown}); this pipeline trains "
+        "binary classification only (exactly two labels). Multiclass and regression are not supported yet."
+    )
+
+
 def _binary_target(y: pd.Series, classes: list[Any], what: str) -> np.ndarray:
     """Encode labels as 0/1 with ``classes[1]`` as the positive class; unseen labels are an error."""
     unseen = sorted(set(pd.unique(y).tolist()) - set(classes), key=str)
@@ -133,7 +147,7 @@ def _validation(
     missing = [c for c in X.columns if c not in X_val.columns]
     if missing:
         raise ValueError(f"candidate '{name}': X_val lacks training feature columns: {', '.join(map(str, missing))}")
-    return X_val[list(X.columns)], _binary_target(y_val, classes, f"candidate '{name}': y_val")
+    return canonical_frame(X_val, feature_kinds(X)), _binary_target(y_val, classes, f"candidate '{name}': y_val")
 
 
 def train_candidate(
@@ -162,7 +176,9 @@ def train_candidate(
         raise ValueError(f"binary classification needs exactly two target labels, found {classes!r}")
     y_bin = _binary_target(y, classes, "y")
     params = {k: v for k, v in params.items() if k not in NON_MODEL_KEYS}
+    kinds = feature_kinds(X)
     val = _validation(name, params, X, classes, X_val, y_val)
+    X = canonical_frame(X, kinds)
     log.info("training %s (%s) on %d rows", name, family, len(X))
     with _thread_limit(1 if len(X) < SMALL_DATA_ROWS else None, torch_too=family == "torch_mlp"):
         estimator, prep, extra = _FITTERS[family](X, y_bin, params, seed, val)
@@ -176,4 +192,5 @@ def train_candidate(
         preprocessor=prep,
         threshold=threshold,
         extra=extra,
+        kinds=kinds,
     )

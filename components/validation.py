@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from components.contract import ColumnRule, Contract, infer_dtype
+from components.contract import BOOL_WORDS, ColumnRule, Contract, infer_dtype
 
 log = logging.getLogger(__name__)
 
@@ -306,6 +306,9 @@ def _dtype_result(series: pd.Series, col: ColumnRule) -> RuleResult:
         ok = False
     elif col.dtype == "bool":
         ok = pd.api.types.is_bool_dtype(series)
+        # Reading left the column uncast because of these values: name them, as for numbers.
+        words = series if pd.api.types.is_numeric_dtype(series) else series.astype("str").str.strip().str.lower()
+        bad = None if ok else series.notna() & ~words.isin(list(BOOL_WORDS))
     else:
         ok = text or isinstance(series.dtype, pd.CategoricalDtype)
     count = int(bad.sum()) if bad is not None and not ok else 0

@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from flows.runtime import EXIT_NOTHING
 
@@ -39,18 +40,65 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    from components import registry
-    from components.config import load_settings
+def model_summaries(alias: str, metric: str) -> list[dict[str, Any]]:
+    """One row per registered model: its ``alias`` version, latest version, count, test metric, decision.
 
-    settings = load_settings(args.params)
-    registry.configure_tracking(Path(args.params).resolve().parent)
-    name = settings.promote.registered_model
+    Only the alias's run is fetched (for the metric), so listing a store with many versions stays quick.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from components import registry
+    from flows.cli_more import all_pages
+
+    c = registry.client()
+    rows = []
+    for model in all_pages(c.search_registered_models):
+        versions = all_pages(c.search_model_versions, filter_string=f"name='{model.name}'")
+        latest = max(versions, key=lambda v: int(v.version), default=None)
+        champion = registry.alias_version(model.name, alias)
+        run_id = next((v.run_id for v in versions if str(v.version) == champion), None)
+        value = None
+        if run_id:
+            try:
+                value = c.get_run(run_id).data.metrics.get(f"test_{metric}")
+            except MlflowException:  # a deleted run still leaves the rest of the listing useful
+                value = None
+        rows.append(
+            {
+                "name": model.name,
+                "champion": champion,
+                "latest": str(latest.version) if latest else None,
+                "versions": len(versions),
+                "metric": value,
+                "decision": latest.tags.get("decision") if latest else None,
+            }
+        )
+    return sorted(rows, key=lambda r: r["name"])
+
+
+def _print_all_models(alias: str, metric: str) -> int:
+    rows = model_summaries(alias, metric)
+    if not rows:
+        print("no registered models yet: run `mlops run`")
+        return EXIT_NOTHING
+    width = max(len("model"), *(len(r["name"]) for r in rows))
+    print(f"{'model':<{width}}  {alias:>10} {'latest':>6} {'versions':>8} {'test ' + metric:>13}  decision")
+    for r in rows:
+        value = "-" if r["metric"] is None else f"{r['metric']:.4f}"
+        print(
+            f"{r['name']:<{width}}  {r['champion'] or '-':>10} {r['latest'] or '-':>6} {r['versions']:>8} "
+            f"{value:>13}  {r['decision'] or '-'}"
+        )
+    return 0
+
+
+def _print_model_versions(name: str, metric: str) -> int:
+    from components import registry
+
     rows = registry.list_versions(name)
     if not rows:
         print(f"no versions of '{name}' registered yet: run `mlops run`")
         return EXIT_NOTHING
-    metric = settings.evaluate.primary_metric
     header = f"{'version':>7}  {'aliases':<28} {'candidate':<10} {'test ' + metric:>13}  {'dataset md5':<12} decision"
     print(f"registered model {name}\n{header}")
     for r in rows:
@@ -62,6 +110,24 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{t.get('decision', '-')}: {t.get('decision_reason', '')}"
         )
     return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """With ``--model``: that model's versions. Without: one line per registered model in the store."""
+    from components import registry
+    from components.config import load_settings
+    from flows.cli_more import unknown_model
+
+    settings = load_settings(args.params)
+    registry.configure_tracking(Path(args.params).resolve().parent)
+    metric = settings.evaluate.primary_metric
+    if args.model is None:
+        return _print_all_models(settings.promote.alias, metric)
+    problem = unknown_model(args.model)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_NOTHING
+    return _print_model_versions(args.model, metric)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("status", help="registered versions with aliases and key metrics")
+    p = sub.add_parser("status", help="every registered model, or one model's versions with aliases and metrics")
+    p.add_argument("--model", default=None, metavar="NAME", help="list this registered model's versions")
     p.set_defaults(func=cmd_status)
 
     from flows import cli_more

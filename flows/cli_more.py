@@ -4,21 +4,79 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from flows.runtime import EXIT_NOTHING, EXIT_REJECTED
+from flows.runtime import EXIT_CONFIG, EXIT_NOTHING, EXIT_REJECTED
 
 
 def _root(args: argparse.Namespace) -> Path:
     return Path(args.params).resolve().parent
 
 
-def _model_name(args: argparse.Namespace) -> str:
+def add_model_option(parser: argparse.ArgumentParser) -> None:
+    """`--model NAME`: which registered model a command acts on (a store can hold one per dataset)."""
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME",
+        help="registered model (default: promote.registered_model, else the name of validate.contract's contract)",
+    )
+
+
+def all_pages(search: Callable[..., Any], **kwargs: Any) -> list[Any]:
+    """Every result of an MLflow ``search_*`` call, following page tokens (a page holds 100 models)."""
+    results: list[Any] = []
+    token = None
+    while True:
+        page = search(page_token=token, **kwargs)
+        results.extend(page)
+        token = page.token
+        if not token:
+            return results
+
+
+def registered_model_names() -> list[str]:
+    """Names of every registered model in the tracking store, sorted."""
     from components import registry
-    from components.config import load_settings
+
+    return sorted(m.name for m in all_pages(registry.client().search_registered_models))
+
+
+def unknown_model(name: str) -> str | None:
+    """A one-line error when ``name`` is not a registered model (naming the ones that are), else None."""
+    from mlflow.exceptions import MlflowException
+
+    from components import registry
+
+    try:
+        registry.client().get_registered_model(name)
+        return None
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise  # an unreachable server is not "no such model"
+    names = registered_model_names()
+    known = ", ".join(names) if names else "none yet: run `mlops run`"
+    return f"no registered model '{name}' (registered: {known})"
+
+
+def resolve_model(args: argparse.Namespace, *, check: bool = True) -> str | None:
+    """The registered model a command acts on, with tracking configured; None (after an error) if unknown.
+
+    ``--model`` wins; otherwise the params' model, else its contract's name (a ConfigError names the key).
+    ``check=False`` skips the existence check for commands whose own error already covers it.
+    """
+    from components import registry
+    from components.dataset_settings import default_model_name
 
     registry.configure_tracking(_root(args))
-    return load_settings(args.params).promote.registered_model
+    name = args.model or default_model_name(args.params)
+    problem = unknown_model(name) if check else None
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return None
+    return name
 
 
 def cmd_contract_infer(args: argparse.Namespace) -> int:
@@ -57,7 +115,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from components.report_html import write_report
     from components.validation import validate_frame
 
-    contract = load_contract(args.contract)
+    if args.contract:
+        contract = load_contract(args.contract)
+    else:
+        from components.config import load_settings
+        from components.dataset_settings import load_configured_contract
+
+        contract = load_configured_contract(load_settings(args.params), _root(args))
+        if contract is None:
+            print(
+                f"error: no --contract given and validate.contract is null in {args.params}: "
+                "pass --contract or set validate.contract",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
     out_dir = Path(args.report_dir)
     frame = read_with_contract(args.data, contract)
     report, _ = validate_frame(frame, contract, quarantine_path=out_dir / "quarantine.csv")
@@ -79,17 +150,26 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_promote(args: argparse.Namespace) -> int:
     from components.promotion import promote_manually
 
-    name = _model_name(args)
+    name = resolve_model(args)
+    if name is None:
+        return EXIT_NOTHING
     out = promote_manually(name, str(args.version), reason=args.reason, lock_dir=_root(args) / ".mlops")
     print(f"{name} v{out.champion} is now @champion (previous-champion: {out.previous or 'none'})")
     return 0
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from components.promotion import rollback
+    from components.promotion import PromotionError, rollback
 
-    name = _model_name(args)
-    out = rollback(name, reason=args.reason, lock_dir=_root(args) / ".mlops")
+    name = resolve_model(args, check=False)
+    try:
+        out = rollback(name, reason=args.reason, lock_dir=_root(args) / ".mlops")
+    except PromotionError as err:
+        # An unknown model has no previous champion either: keep rollback's own message, add which models exist.
+        problem = unknown_model(name)
+        if problem is None:
+            raise
+        raise PromotionError(f"{err}; {problem}") from None
     print(f"{name}: @champion is back on v{out.champion}")
     return 0
 
@@ -97,10 +177,13 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_lineage(args: argparse.Namespace) -> int:
     from components.lineage_report import describe_lineage, find_version
 
-    name = _model_name(args)
+    name = resolve_model(args)
+    if name is None:
+        return EXIT_NOTHING
     version = find_version(name, alias=args.alias, version=args.version, bento=args.bento)
     if version is None:
-        print("error: no model version matches", file=sys.stderr)
+        asked = next(f"--{k} {v}" for k in ("alias", "version", "bento") if (v := getattr(args, k)))
+        print(f"error: no version of '{name}' matches {asked}", file=sys.stderr)
         return EXIT_NOTHING
     print(describe_lineage(name, version))
     return 0
@@ -121,17 +204,19 @@ def add_commands(sub) -> None:
 
     p = sub.add_parser("validate", help="validate a dataset against a contract (exit 4 when rejected)")
     p.add_argument("--data", required=True)
-    p.add_argument("--contract", required=True)
+    p.add_argument("--contract", help="data contract (YAML; default: validate.contract in params)")
     p.add_argument("--report-dir", default="runs/validation", help="where the HTML/JSON report goes")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("promote", help="deliberately promote a version to @champion (recorded)")
     p.add_argument("version", type=int)
     p.add_argument("--reason", required=True)
+    add_model_option(p)
     p.set_defaults(func=cmd_promote)
 
     p = sub.add_parser("rollback", help="move @champion back to @previous-champion (recorded)")
     p.add_argument("--reason", default="rollback requested")
+    add_model_option(p)
     p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser("lineage", help="bento → version → run → data → commit → params → validation → decision")
@@ -139,6 +224,7 @@ def add_commands(sub) -> None:
     group.add_argument("--alias")
     group.add_argument("--version")
     group.add_argument("--bento", help="an exact bento tag")
+    add_model_option(p)
     p.set_defaults(func=cmd_lineage)
 
     try:

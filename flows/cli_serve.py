@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from flows.cli_more import add_model_option
 from flows.runtime import EXIT_CONFIG, EXIT_NOTHING
 
 
@@ -38,13 +39,15 @@ def serve_command(tag: str, host: str, port: int) -> list[str]:
 def cmd_serve(args: argparse.Namespace) -> int:
     from components import registry
     from components.config import load_settings
+    from components.dataset_settings import default_model_name
 
     settings = load_settings(args.params)
     tag = args.tag
-    if tag is None:
+    if tag is None:  # an exact --tag needs no registry, so the model name is resolved only here
         registry.configure_tracking(Path(args.params).resolve().parent)
+        name = args.model or default_model_name(args.params)
         try:
-            tag = champion_bento_tag(settings.promote.registered_model, settings.promote.alias)
+            tag = champion_bento_tag(name, settings.promote.alias)
         except NoChampionError as err:
             print(f"error: {err}", file=sys.stderr)
             return EXIT_NOTHING
@@ -60,9 +63,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def add_serve_command(sub) -> None:
-    """Register `mlops serve [--port N] [--host H] [--tag NAME:VERSION]`."""
+    """Register `mlops serve [--port N] [--host H] [--tag NAME:VERSION] [--model NAME]`."""
     p = sub.add_parser("serve", help="serve the champion's exact bento (bentoml serve)")
     p.add_argument("--port", type=int, default=None, help="port (default: serve.port in params.yaml)")
     p.add_argument("--host", default=None, help="host (default: serve.host in params.yaml)")
     p.add_argument("--tag", default=None, help="exact bento tag NAME:VERSION (default: the champion's)")
+    add_model_option(p)
     p.set_defaults(func=cmd_serve)

@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from components import data as data_mod
+from components import dataset_settings
 from components import fingerprint as fp
 from components.config import load_settings, params_hash
 from components.lineage import git_commit
@@ -230,6 +231,7 @@ def retraining(
     prepare_environment(root)
     loaded = load_secrets_task(secrets) if secrets else []
     settings = load_settings(params_path, overrides)
+    settings = dataset_settings.resolve(settings, dataset_settings.load_configured_contract(settings, root))
     name, params = settings.promote.registered_model, settings.as_params()
     dataset = root / settings.data.path
     incoming = root / incoming_dir if incoming_dir else None

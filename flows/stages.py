@@ -226,6 +226,7 @@ def release(ctx: Ctx) -> None:
     import tempfile
 
     import mlflow
+    import numpy as np
 
     from components import registry
     from components.config import params_hash
@@ -250,7 +251,8 @@ def release(ctx: Ctx) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         assessment = flow.assess_task.fn(model, test, s, Path(tmp))
     champion, champ_proba = flow.champion_task.fn(name, test, target)
-    decision = flow.gate_task.fn(s, assessment, champion, champ_proba, test)
+    prior = float(np.mean(ctx.read("split", "train.parquet")[target].to_numpy() == model.classes[1]))
+    decision = flow.gate_task.fn(s, assessment, champion, champ_proba, test, np.full(len(test), prior))
     test_metrics = {f"test_{k}": v for k, v in assessment.metrics.items()}
     with mlflow.start_run(run_name="dvc-release") as parent:
         run_id, phash, commit = parent.info.run_id, params_hash(s.as_params()), git_commit(ctx.root)
@@ -275,7 +277,7 @@ def release(ctx: Ctx) -> None:
             "pipeline_run_id": run_id, "driver": "dvc",
             "validation": "passed" + (f" with {warnings} warnings" if warnings else ""),
             "validation_report": f"{mlflow.get_artifact_uri('validation')}/validation_report.html",
-            "decision": "promote" if decision.promote else "keep", "decision_reason": decision.reason[:500],
+            "decision": "pending" if decision.promote else "keep", "decision_reason": decision.reason[:500],
         }  # fmt: skip
         version = flow.register_task.fn(model_uri, name, child_id, tags).version
         mlflow.log_dict(decision.to_dict(), "promotion_decision.json")
@@ -289,6 +291,7 @@ def release(ctx: Ctx) -> None:
         outcome = flow.promote_task.fn(name, version, champion, decision.reason, ctx.root)
         if outcome.promoted:
             aliases = ["champion"]
+            registry.set_version_tags(name, version, {"decision": "promote"})
         else:
             registry.set_version_tags(name, version, {"decision": "keep", "decision_reason": outcome.reason})
     elif all(t["passed"] for t in decision.thresholds.values()) and champion is not None:
@@ -324,10 +327,12 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("great_expectations", "alembic", "mlflow.store", "urllib3", "git", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from components.config import load_settings
+    from components.dataset_settings import load_configured_contract, resolve
     from flows.runtime import exit_code_for
 
     try:
-        ctx = Ctx(load_settings(args.params), Path(args.params).resolve().parent, Path(args.out))
+        settings, root = load_settings(args.params), Path(args.params).resolve().parent
+        ctx = Ctx(resolve(settings, load_configured_contract(settings, root)), root, Path(args.out))
         train(ctx, args.candidate) if args.stage == "train" else STAGES[args.stage](ctx)
     except StaleOutputsError as err:
         print(f"error: {err}", file=sys.stderr)

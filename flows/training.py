@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
@@ -25,6 +28,7 @@ from components.lineage import git_commit, lineage_tags
 from components.model import TrainedModel
 from components.search import CandidateOutcome
 from components.summary import RunSummary, redact_uri, render_markdown
+from components.train import check_supported_target
 from flows.fitting import FitEngine, train_and_choose
 
 IO_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 5, 15]}
@@ -102,7 +106,7 @@ def champion_task(name: str, test, target: str) -> tuple[str | None, Any]:
 
 
 @task(name="gate")
-def gate_task(settings: Settings, assessment, champion_version: str | None, champ_proba, test):
+def gate_task(settings: Settings, assessment, champion_version: str | None, champ_proba, test, baseline_proba):
     from components.gates import GatePolicy, decide
     from components.slices import slice_metrics
 
@@ -134,6 +138,7 @@ def gate_task(settings: Settings, assessment, champion_version: str | None, cham
         y_true=assessment.y_true,
         challenger_proba=assessment.proba,
         champion_proba=champ_proba,
+        baseline_proba=baseline_proba,
         challenger_slices=assessment.slices,
         champion_slices=champion_slices,
         behaviour=assessment.behaviour,
@@ -273,8 +278,14 @@ class _RunContext:
 
 
 def _resolve(params_path: str, overrides: list[str] | None, data_path: str | None, contract: str | None):
-    """Effective settings for this run; a contract passed in names its own target."""
+    """Effective settings for this run; a contract passed in names its own target.
+
+    Dataset-specific settings (model name, thresholds, slices, behaviour) come from the contract
+    where params.yaml leaves them null, so a fresh contract needs no --set.
+    """
+    from components import dataset_settings
     from components.contract import load_contract
+    from components.train import check_supported_target
 
     root = Path(params_path).resolve().parent
     extra = list(overrides or [])
@@ -283,11 +294,15 @@ def _resolve(params_path: str, overrides: list[str] | None, data_path: str | Non
         extra += [f"validate.contract={Path(contract).resolve()}", f"data.target={load_contract(contract).target}"]
     settings = load_settings(params_path, extra)
     contract_path = str((root / settings.validate_.contract).resolve()) if settings.validate_.contract else None
-    if contract_path and not contract and (declared := load_contract(contract_path).target) != settings.data.target:
+    loaded = load_contract(contract_path) if contract_path else None
+    if loaded is not None and loaded.target != settings.data.target:
         raise ConfigError(
             f"data.target is '{settings.data.target}' but the contract "
-            f"{settings.validate_.contract} declares target '{declared}'"
+            f"{settings.validate_.contract} declares target '{loaded.target}'"
         )
+    if loaded is not None:
+        check_supported_target(loaded.labels, loaded.target, where=f"contract {settings.validate_.contract}: labels")
+    settings = dataset_settings.resolve(settings, loaded)
     run_dir = root / "runs" / f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
     return _RunContext(
         settings=settings,
@@ -331,9 +346,28 @@ def _release(ctx: _RunContext, model: TrainedModel, frame, test, decision, champ
             return bento_tag, [], [why]
     outcome = promote_task(name, version.version, champion_version, decision.reason, ctx.root)
     if outcome.promoted:
+        registry.set_version_tags(name, version.version, {"decision": "promote"})
         return bento_tag, ["champion"], []
     registry.set_version_tags(name, version.version, {"decision": "keep", "decision_reason": outcome.reason})
     return bento_tag, [], [outcome.reason]
+
+
+@contextmanager
+def _failures_recorded(name: str, registered: list[str]) -> Iterator[None]:
+    """A run that fails says why: an `error` tag on the MLflow run (which ends FAILED) and, once it has
+    registered a version, `decision=failed` with the reason on that version."""
+    import mlflow
+
+    try:
+        yield
+    except BaseException as err:
+        why = f"{type(err).__name__}: {err}"[:500]
+        with suppress(Exception):  # the original error matters more than a failure to record it
+            mlflow.set_tag("error", why)
+        if registered:
+            with suppress(Exception):
+                registry.set_version_tags(name, registered[0], {"decision": "failed", "decision_reason": why})
+        raise
 
 
 @flow(name="training-pipeline")
@@ -372,7 +406,8 @@ def training_pipeline(
 
     # A local Dask cluster (train.parallel.engine: dask) starts now and warms up while the data is validated.
     engine = FitEngine(settings.train.parallel)
-    with engine, mlflow.start_run(run_name="training-pipeline") as parent:
+    registered: list[str] = []  # the version this run registered, once it has
+    with engine, mlflow.start_run(run_name="training-pipeline") as parent, _failures_recorded(name, registered):
         ctx = replace(ctx, run_id=parent.info.run_id, commit=git_commit(ctx.root))
         mlflow.set_tags(
             {
@@ -397,6 +432,7 @@ def training_pipeline(
             if (ctx.out_dir / "validation_report.html").exists():
                 mlflow.log_artifacts(str(ctx.out_dir), "validation")
         report_uri = f"{mlflow.get_artifact_uri('validation')}/validation_report.html"
+        check_supported_target(frame[target].unique(), target)
 
         # split, train, choose on validation
         d = settings.data
@@ -413,7 +449,9 @@ def training_pipeline(
         mlflow.log_metrics({f"test_{k}": v for k, v in assessment.metrics.items()})
         mlflow.log_artifacts(str(ctx.out_dir / "plots"), "plots")
         champion_version, champ_proba = champion_task(name, splits.test, target)
-        decision = gate_task(settings, assessment, champion_version, champ_proba, splits.test)
+        prior = float(np.mean(splits.train[target].to_numpy() == model.classes[1]))
+        baseline = np.full(len(splits.test), prior)  # the class prior: what a model with no features can do
+        decision = gate_task(settings, assessment, champion_version, champ_proba, splits.test, baseline)
         logger.info("gate: %s", decision.reason)
 
         # register, package, promote
@@ -438,12 +476,14 @@ def training_pipeline(
                 "fingerprint": ctx.fingerprint,
                 "validation": validation,
                 "validation_report": report_uri,
-                "decision": "promote" if decision.promote else "keep",
+                # "promote" only once the alias is held (_release); until then the gate's verdict is pending
+                "decision": "pending" if decision.promote else "keep",
                 "decision_reason": decision.reason[:500],
             }
             | decision.to_tags()
         )
         version = register_task(model_uri, name, child_run_id, tags)
+        registered.append(version.version)
         mlflow.log_dict(decision.to_dict(), "promotion_decision.json")
         bento_tag, aliases, notes = _release(ctx, model, frame, splits.test, decision, champion_version, version)
         registry.set_version_tags(name, version.version, {"completed": "true"})

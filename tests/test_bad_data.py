@@ -1,22 +1,26 @@
 """The bad-data corpus: each variant must be caught by the right rule, with the right severity.
 
-One synthetic 200-row frame (id, int, nullable float, normal float, category,
-binary target) and its inferred-then-fixed contract; every variant breaks one
-thing. File-format variants go through a temp file and ``read_with_contract``.
+Two sources. ``VARIANTS``: one synthetic 200-row frame (id, int, nullable float, normal float,
+category, binary target) and its inferred-then-fixed contract; every variant breaks one thing.
+File-format variants go through a temp file and ``read_with_contract``. ``EXPORT_VARIANTS``: the
+messy customer export of ``tests/messy.py`` with the contract ``mlops contract infer`` drafts for
+it; each variant corrupts a copy of the CSV file the way real exports go wrong.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from components.contract import Contract, DataReadError, infer_contract, read_with_contract
-from components.validation import validate_frame
+from components.contract import Contract, DataReadError, infer_contract, load_contract, read_with_contract
+from components.validation import ValidationReport, validate_frame
+from flows.cli import build_parser
+from tests.messy import PAYMENTS, write_messy_export
 
 
 def make_frame(n: int = 200, seed: int = 0) -> pd.DataFrame:
@@ -181,9 +185,7 @@ VARIANTS = [
     Variant("id_pattern", "regex", "id", "block", _set("id", [4], "X-4")),
     Variant("class_imbalance", "class_balance", "target", "block", _set("target", list(range(80, 190)), 1)),
     Variant("fractions_in_int_column", "dtype", "age", "block", _set("age", [2], 30.5)),
-    Variant(
-        "null_target", "not_null", "target", "block", _set("target", [8], np.nan), also=(("dtype", "target"),)
-    ),
+    Variant("null_target", "not_null", "target", "block", _set("target", [8], np.nan), also=(("dtype", "target"),)),
 ]
 
 
@@ -212,12 +214,16 @@ def test_bad_variant_is_caught_by_the_right_rule(variant: Variant, tmp_path):
             _load(variant, tmp_path)
         return
     frame = _load(variant, tmp_path)
-    report, kept = validate_frame(
-        frame, CONTRACT, reference=GOOD, quarantine_path=tmp_path / "quarantine.parquet"
-    )
-    hits = [
-        r for r in report.results if not r.success and (r.rule, r.column) == (variant.rule, variant.column)
-    ]
+    quarantined = tmp_path / "quarantine.parquet"
+    report, kept = validate_frame(frame, CONTRACT, reference=GOOD, quarantine_path=quarantined)
+    _assert_caught(variant, report, len(frame) - len(kept), quarantined)
+
+
+def _assert_caught(
+    variant: Variant | ExportVariant, report: ValidationReport, n_removed: int, quarantined: Path
+) -> None:
+    """The variant's rule failed on its column with its severity, and nothing unexpected blocks."""
+    hits = [r for r in report.results if not r.success and (r.rule, r.column) == (variant.rule, variant.column)]
     failed = [r.describe() for r in report.results if not r.success]
     assert hits, f"expected {variant.rule} on {variant.column}; failed: {failed}"
     assert hits[0].severity == variant.outcome
@@ -225,10 +231,198 @@ def test_bad_variant_is_caught_by_the_right_rule(variant: Variant, tmp_path):
     assert blocking <= {(variant.rule, variant.column), *variant.also}, blocking
     assert report.success == (variant.outcome != "block")
     if variant.outcome == "quarantine":
-        assert 0 < report.n_quarantined == len(frame) - len(kept)
-        rejected = pd.read_parquet(tmp_path / "quarantine.parquet")
+        assert 0 < report.n_quarantined == n_removed
+        rejected = pd.read_parquet(quarantined)
         assert rejected["_quarantine_rule"].str.contains(f"{variant.rule}:{variant.column}").all()
 
 
+# --- the messy customer export ------------------------------------------------------
+
+Corruption = Callable[[Path, Path], None]  # (the clean export, where to write the corrupted copy)
+FEW = [3, 10, 40]  # rows a corruption touches when it does not touch them all
+
+
+def _cells(change: Callable[[pd.DataFrame], pd.DataFrame]) -> Corruption:
+    """Edit the export's cells, read back as text exactly as written (blanks as ''), into a copy."""
+
+    def corrupt(src: Path, dst: Path) -> None:
+        change(pd.read_csv(src, dtype=str, keep_default_na=False)).to_csv(dst, index=False)
+
+    return corrupt
+
+
+def _put(column: str, value: str, rows: list[int] = FEW) -> Corruption:
+    def change(cells: pd.DataFrame) -> pd.DataFrame:
+        cells = cells.copy()
+        cells.loc[rows, column] = value
+        return cells
+
+    return _cells(change)
+
+
+def _recode(**mappings: dict[str, str]) -> Corruption:
+    """Replace values in every row: ``_recode(Churn={"Yes": "yes"})``."""
+    return _cells(lambda cells: cells.replace(mappings))
+
+
+def _then(*corruptions: Corruption) -> Corruption:
+    def corrupt(src: Path, dst: Path) -> None:
+        for step in corruptions:
+            step(src, dst)
+            src = dst
+
+    return corrupt
+
+
+@dataclass(frozen=True)
+class ExportVariant:
+    id: str
+    rule: str | None  # None: the file is accepted, its values cleaned back to the originals
+    column: str | None
+    outcome: str  # block | quarantine | accept
+    corrupt: Corruption
+    also: tuple[tuple[str, str | None], ...] = ()  # other blocking failures this variant may cause
+    reading: dict = field(default_factory=dict)  # overrides of the drafted contract's reading options
+    columns: dict = field(default_factory=dict)  # column -> rule overrides, as a reviewer tightens a draft
+
+
+CODES = {name: str(code) for code, name in enumerate(PAYMENTS, start=1)}
+BALANCE = (("class_balance", "Churn"),)
+KEEP_SPACES = {"strip_whitespace": False}
+DUPLICATED_ID = _cells(lambda c: pd.concat([c, c[["customerID"]]], axis=1))
+PADDED_ID_HEADER = _cells(lambda c: c.assign(**{"customerID ": c["customerID"]}))
+
+EXPORT_VARIANTS = [
+    ExportVariant("unseen_level", "allowed", "Contract", "block", _put("Contract", "Three year")),
+    ExportVariant(
+        "unseen_level_quarantined",
+        "allowed",
+        "PaymentMethod",
+        "quarantine",
+        _put("PaymentMethod", "Crypto wallet"),
+        columns={"PaymentMethod": {"on_unseen": "quarantine"}},
+    ),
+    ExportVariant("label_lower_case", "labels", "Churn", "block", _recode(Churn={"Yes": "yes"}), also=BALANCE),
+    ExportVariant(
+        "level_lower_case", "allowed", "Contract", "block", _recode(Contract={"Month-to-month": "month-to-month"})
+    ),
+    ExportVariant(
+        "stray_whitespace_stripped",
+        None,
+        None,
+        "accept",  # the draft's reading.strip_whitespace: true strips it
+        _recode(Churn={"Yes": " Yes"}, Contract={"Two year": "Two year  "}, gender={"Male": " Male "}),
+    ),
+    ExportVariant(
+        "stray_whitespace_kept_in_label",
+        "labels",
+        "Churn",
+        "block",
+        _recode(Churn={"Yes": " Yes"}),
+        also=BALANCE,
+        reading=KEEP_SPACES,
+    ),
+    ExportVariant(
+        "stray_whitespace_kept_in_level",
+        "allowed",
+        "Contract",
+        "block",
+        _recode(Contract={"Two year": "Two year  "}),
+        reading=KEEP_SPACES,
+    ),
+    ExportVariant("whitespace_only_level", "not_null", "Contract", "block", _put("Contract", "   ")),
+    ExportVariant("category_as_numbers", "allowed", "PaymentMethod", "block", _recode(PaymentMethod=CODES)),
+    ExportVariant(
+        "category_as_numbers_with_blank",
+        "allowed",
+        "PaymentMethod",
+        "block",
+        _then(_recode(PaymentMethod=CODES), _put("PaymentMethod", "")),
+        also=(("not_null", "PaymentMethod"),),
+    ),
+    ExportVariant("third_label", "labels", "Churn", "block", _put("Churn", "Maybe")),
+    ExportVariant("only_one_label", "min_classes", "Churn", "block", _recode(Churn={"Yes": "No"}), also=BALANCE),
+    ExportVariant(
+        "labels_as_numbers", "labels", "Churn", "block", _recode(Churn={"Yes": "1", "No": "0"}), also=BALANCE
+    ),
+    ExportVariant("text_in_numeric", "dtype", "TotalCharges", "block", _put("TotalCharges", "n/a pending")),
+    ExportVariant("currency_in_numeric", "dtype", "MonthlyCharges", "block", _put("MonthlyCharges", "$70.00")),
+    ExportVariant(
+        "duplicated_rows", "unique_keys", "customerID", "block", _cells(lambda c: pd.concat([c, c.iloc[:5]]))
+    ),
+    ExportVariant("duplicated_id_column", "extra_columns", "customerID.1", "block", DUPLICATED_ID),
+    ExportVariant("duplicated_id_column_padded_header", "extra_columns", "customerID.1", "block", PADDED_ID_HEADER),
+    # yes/no is one of the spellings reading maps to bool (as are true/false and 1/0): accepted, cleaned.
+    ExportVariant("bool_as_yes_no", None, None, "accept", _recode(PaperlessBilling={"True": "yes", "False": "no"})),
+    ExportVariant("bool_unknown_word", "dtype", "PaperlessBilling", "block", _put("PaperlessBilling", "unknown")),
+    ExportVariant("blank_in_bool", "not_null", "PaperlessBilling", "block", _put("PaperlessBilling", "")),
+    ExportVariant(
+        "bool_as_numbers_with_blank",
+        "not_null",
+        "PaperlessBilling",
+        "block",
+        _then(_recode(PaperlessBilling={"True": "1", "False": "0"}), _put("PaperlessBilling", "")),
+    ),
+    ExportVariant(
+        "blank_header",
+        "exists",
+        "Contract",
+        "block",
+        _cells(lambda c: c.rename(columns={"Contract": ""})),
+        also=(("extra_columns", "Unnamed: 2"),),  # pandas' name for the third, unnamed column
+    ),
+    ExportVariant(
+        "missing_numeric_column", "exists", "TotalCharges", "block", _cells(lambda c: c.drop(columns="TotalCharges"))
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory) -> tuple[Path, Contract, pd.DataFrame]:
+    """The clean export, the contract `mlops contract infer` drafts for it, and the export as read."""
+    folder = tmp_path_factory.mktemp("export")
+    data = write_messy_export(folder / "customers.csv")
+    out = folder / "customers.yaml"
+    args = build_parser().parse_args(["contract", "infer", "--data", str(data), "--target", "Churn", "--out", str(out)])
+    assert args.func(args) == 0  # the command itself, without main()'s logging and environment set-up
+    contract = load_contract(out)
+    return data, contract, read_with_contract(data, contract)
+
+
+def test_export_draft_has_what_the_variants_break(export):
+    _, contract, clean = export
+    assert contract.labels == ["No", "Yes"] and contract.keys == ["customerID"]
+    assert contract.column("Contract").allowed == ["Month-to-month", "One year", "Two year"]
+    assert contract.column("PaymentMethod").allowed == sorted(PAYMENTS)  # the rare level too
+    assert contract.column("PaperlessBilling").dtype == "bool" and contract.reading.strip_whitespace
+    report, kept = validate_frame(clean, contract, reference=clean)
+    assert report.success and not report.warnings() and len(kept) == len(clean)
+
+
+def _adjusted(contract: Contract, variant: ExportVariant) -> Contract:
+    columns = tuple(replace(c, **variant.columns.get(c.name, {})) for c in contract.columns)
+    return replace(contract, columns=columns, reading=replace(contract.reading, **variant.reading))
+
+
+@pytest.mark.parametrize("variant", EXPORT_VARIANTS, ids=[v.id for v in EXPORT_VARIANTS])
+def test_corrupted_export_is_caught_or_cleaned(variant: ExportVariant, export, tmp_path):
+    data, drafted, clean = export
+    contract = _adjusted(drafted, variant)
+    path = tmp_path / "customers.csv"
+    variant.corrupt(data, path)
+    assert path.read_bytes() != data.read_bytes()  # the corruption did change the file
+    frame = read_with_contract(path, contract)
+    quarantined = tmp_path / "quarantine.parquet"
+    report, kept = validate_frame(frame, contract, reference=clean, quarantine_path=quarantined)
+    if variant.outcome == "accept":
+        assert report.success, [r.describe() for r in report.failures()]
+        assert not report.warnings() and not report.quarantined()
+        pd.testing.assert_frame_equal(frame, clean)  # cleaned back to the original values
+        return
+    _assert_caught(variant, report, len(frame) - len(kept), quarantined)
+
+
 def test_corpus_has_at_least_twenty_variants():
-    assert len({v.id for v in VARIANTS}) == len(VARIANTS) >= 20
+    ids = [v.id for v in VARIANTS] + [v.id for v in EXPORT_VARIANTS]
+    assert len(set(ids)) == len(ids) >= 20
+    assert len(EXPORT_VARIANTS) >= 20

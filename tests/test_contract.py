@@ -112,6 +112,10 @@ def _base() -> dict:
         ({"severity": {"row_count": "quarantine"}}, "table.severity.row_count"),
         ({"reading": {"delimeter": ";"}}, "reading.delimeter"),
         ({"drift": {"severity": "quarantine"}}, "drift.severity"),
+        ({"evaluation": {"tresholds": {}}}, "evaluation.tresholds"),
+        ({"evaluation": {"thresholds": {"roc_auc": "high"}}}, "evaluation.thresholds"),
+        ({"evaluation": {"slices": {"columns": ["nope"]}}}, "evaluation.slices.columns"),
+        ({"evaluation": {"behaviour": "none"}}, "evaluation.behaviour"),
     ],
 )
 def test_invalid_contract_names_the_field(patch, field):
@@ -295,3 +299,16 @@ def test_model_frame_turns_text_categories_into_categoricals_that_train_the_same
     assert plain.transform(X).dtype == np.float64
     np.testing.assert_array_equal(cat.transform(X_cat), plain.transform(X))
     np.testing.assert_array_equal(cat.transform(X), plain.transform(X))  # serving sends plain strings
+
+
+def test_evaluation_section_round_trips_and_is_drafted_for_low_cardinality_categories(tmp_path):
+    """The draft names slices on small categoricals (never the target or an id) and sets no thresholds."""
+    from tests.messy import messy_frame
+
+    frame = messy_frame(rows=500, seed=4)
+    contract = infer_contract(frame, "Churn", name="churn")
+    assert contract.evaluation["thresholds"] == {} and contract.evaluation["behaviour"] == []
+    assert contract.evaluation["slices"]["columns"] == ["gender", "Contract", "PaymentMethod"]
+    save_contract(contract, tmp_path / "c.yaml")
+    assert load_contract(tmp_path / "c.yaml").evaluation == contract.evaluation
+    assert "beat the class-prior baseline" in (tmp_path / "c.yaml").read_text()

@@ -52,6 +52,7 @@ def test_manifest_refuses_inexact_tags(tag, tmp_path):
 @pytest.fixture
 def params(tmp_path):
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    shutil.copytree(ROOT / "contracts", tmp_path / "contracts")  # the model is named after the contract
     return str(tmp_path / "params.yaml")
 
 

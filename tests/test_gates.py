@@ -284,3 +284,43 @@ def test_bootstrap_over_distinct_rows_equals_row_level(world, metric, tied):
         assert (result["ci_low"], result["ci_high"]) == (low, high)
     else:
         assert result["ci_low"] == pytest.approx(low, abs=1e-12) and result["ci_high"] == pytest.approx(high, abs=1e-12)
+
+
+def _against_prior(world, challenger, pol):
+    prior = np.full(N, world["y"].mean())
+    return decide(
+        challenger_metrics=binary_metrics(world["y"], world[challenger], 0.5),
+        policy=pol,
+        y_true=world["y"],
+        challenger_proba=world[challenger],
+        baseline_proba=prior,
+    )
+
+
+def test_without_thresholds_a_useful_model_beats_the_prior_and_says_so(world):
+    decision = _against_prior(world, "worse", policy(policy="non_inferior", margin=0.5))
+    assert decision.promote, decision.reason
+    assert decision.baseline["passed"] and decision.baseline["champion"] == pytest.approx(0.5)
+    assert "beats the baseline" in decision.reason
+    assert decision.to_tags()["gate.baseline"].startswith("pass roc_auc")
+    assert json.loads(json.dumps(decision.to_dict()))["baseline"]["against"] == "class-prior baseline"
+    assert any("class-prior baseline" in line for line in decision.summary_lines())
+
+
+def test_without_thresholds_a_model_no_better_than_the_prior_is_kept(world):
+    noise = {**world, "noise": world["rng"].random(N)}
+    decision = _against_prior(noise, "noise", policy())
+    assert not decision.promote
+    assert decision.reason.startswith("kept: no better than the baseline")
+    assert decision.to_tags()["gate.baseline"].startswith("fail")
+
+
+def test_the_baseline_is_beaten_on_a_lower_is_better_metric_too(world):
+    decision = _against_prior(world, "better", policy(primary_metric="log_loss"))
+    assert decision.promote and decision.baseline["higher_is_better"] is False
+    assert decision.baseline["challenger"] < decision.baseline["champion"]
+
+
+def test_configured_thresholds_replace_the_baseline_gate(world):
+    decision = _against_prior(world, "better", policy(thresholds={"roc_auc": 0.5}))
+    assert decision.baseline is None and "gate.baseline" not in decision.to_tags()

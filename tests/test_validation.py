@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.contract import ColumnRule, Contract, load_contract
+from components.contract import ColumnRule, Contract, load_contract, read_with_contract
 from components.data import read_source
 from components.report_html import render_html, write_report
 from components.validation import (
@@ -43,9 +43,7 @@ def _small_contract(**kw) -> Contract:
 
 
 def _small_frame(n: int = 40) -> pd.DataFrame:
-    return pd.DataFrame(
-        {"x": np.linspace(0, 10, n), "kind": ["a", "b"] * (n // 2), "y": [0, 1, 1, 0] * (n // 4)}
-    )
+    return pd.DataFrame({"x": np.linspace(0, 10, n), "kind": ["a", "b"] * (n // 2), "y": [0, 1, 1, 0] * (n // 4)})
 
 
 def test_breast_cancer_contract_accepts_the_dataset_and_small_samples(cancer, cancer_contract):
@@ -119,9 +117,7 @@ def test_basic_contract_checks_columns_nulls_labels_and_rows():
     contract = basic_contract(frame, "y", min_rows=10)
     assert validate_frame(frame, contract)[0].success
     with_nulls = frame.assign(x=frame["x"].where(frame.index > 2))
-    assert [(r.rule, r.column) for r in validate_frame(with_nulls, contract)[0].failures()] == [
-        ("not_null", "x")
-    ]
+    assert [(r.rule, r.column) for r in validate_frame(with_nulls, contract)[0].failures()] == [("not_null", "x")]
     tolerant = basic_contract(with_nulls, "y", max_null_fraction=0.1)
     assert validate_frame(with_nulls, tolerant)[0].success
     single = frame.assign(y=1)
@@ -175,3 +171,38 @@ def test_nothing_quarantined_keeps_every_row_without_touching_the_input():
     assert kept is not frame
     kept.loc[0, "x"] = 99.0
     pd.testing.assert_frame_equal(frame, before)
+
+
+def test_blanks_in_flag_and_code_columns_are_nulls_not_dtype_failures(tmp_path):
+    """A blank turns a True/False column into Python objects and a 1/2 code column into floats on
+    reading; the contract's nullable rules must judge the blanks, not the dtype rule."""
+    path = tmp_path / "flags.csv"
+    rows = [f"{flag},{code},{flag},{'ab'[i % 2]}" for i, (flag, code) in enumerate([("True", 1), ("False", 2)] * 10)]
+    rows[3] = ",,,b"
+    path.write_text("flag,code,raw_flag,y\n" + "\n".join(rows) + "\n")
+    columns = (
+        ColumnRule("flag", dtype="bool", nullable=True),
+        ColumnRule("code", dtype="category", nullable=True, allowed=["1", "2"]),
+        # what `contract infer` drafts for a True/False column with blanks: a category of strings
+        ColumnRule("raw_flag", dtype="category", nullable=True, allowed=["False", "True"]),
+        ColumnRule("y", dtype="category", feature=False, not_constant=False),
+    )
+    contract = Contract(name="flags", columns=columns, target="y", labels=["a", "b"])
+    frame = read_with_contract(path, contract)
+    assert frame["flag"].dtype == "boolean" and frame["flag"].isna().sum() == 1
+    assert frame["code"].tolist()[:3] == ["1", "2", "1"] and frame["raw_flag"].tolist()[:2] == ["True", "False"]
+    report, _ = validate_frame(frame, contract)
+    assert report.success, [r.describe() for r in report.failures()]
+    strict = replace(contract, columns=(replace(columns[0], nullable=False), *columns[1:]))
+    failed = validate_frame(read_with_contract(path, strict), strict)[0].failures()
+    assert [(r.rule, r.column) for r in failed] == [("not_null", "flag")]
+
+
+def test_a_bool_dtype_failure_names_the_values_that_are_not_booleans(tmp_path):
+    path = tmp_path / "flags.csv"
+    path.write_text("flag,y\n" + "".join(f"{v},{'ab'[i % 2]}\n" for i, v in enumerate(["yes", "no", "maybe"] * 4)))
+    columns = (ColumnRule("flag", dtype="bool"), ColumnRule("y", dtype="category", feature=False))
+    contract = Contract(name="flags", columns=columns, target="y", labels=["a", "b"])
+    failed = validate_frame(read_with_contract(path, contract), contract)[0].failures()
+    assert [(r.rule, r.column, r.unexpected_count) for r in failed] == [("dtype", "flag", 4)]
+    assert failed[0].examples == ["maybe"] * 4

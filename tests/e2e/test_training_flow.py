@@ -170,6 +170,7 @@ def test_bring_your_own_csv_with_its_own_contract(project, two_runs, tmp_path):
     contract = infer_contract(frame, "churned", name="churn")
     save_contract(contract, tmp_path / "churn.yaml")
     assert "customer_id" not in contract.feature_columns()
+    assert contract.evaluation["slices"]["columns"] == ["plan"]  # drafted: no --set needed for slices or names
     params = str(project / "params.yaml")
     code = main(
         [
@@ -180,14 +181,6 @@ def test_bring_your_own_csv_with_its_own_contract(project, two_runs, tmp_path):
             str(tmp_path / "churn.csv"),
             "--contract",
             str(tmp_path / "churn.yaml"),
-            "--set",
-            "evaluate.behaviour=[]",
-            "--set",
-            "evaluate.slices.columns=[plan]",
-            "--set",
-            "promote.registered_model=churn",
-            "--set",
-            "package.service_name=churn",
             *sum((["--set", o] for o in FAST), []),
         ]
     )

@@ -1,0 +1,217 @@
+"""Processes a run starts die with it, even on ``kill -9`` of the run.
+
+With a real bento and a real ``bentoml serve`` (an arbiter plus workers in sessions of their own):
+- a process holding ``serve_bento`` open from a worker thread (as a Prefect task does) is SIGKILLed;
+- a whole ``mlops run`` is SIGKILLed while its infra validation serves the new bento;
+- the ordinary exit of ``serve_bento`` leaves nothing behind.
+Every process a test records is killed in its ``finally``, pass or fail.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import psutil
+import pytest
+
+from components.process_guard import alive
+from tests.conftest import FAST, ROOT, make_project
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux /proc")]
+BIN = Path(sys.executable).parent
+GONE_WITHIN_S = 30
+
+BUILD = """
+import json, sys
+from pathlib import Path
+import mlflow
+from components import registry
+from components.data import read_source
+from components.package import build_bento
+from components.request_schema import schema_from_frame
+from components.train import train_candidate
+
+root, home = Path(sys.argv[1]), Path(sys.argv[2])
+registry.configure_tracking(home)
+frame = read_source("sklearn:breast_cancer").sample(200, random_state=0)
+X, y = frame.drop(columns="target"), frame["target"]
+model = train_candidate("logreg", "sklearn_logreg", {"C": 1.0, "max_iter": 500}, X, y, seed=0)
+with mlflow.start_run() as run:
+    version = registry.register(registry.log_model(model, X), "kill-clf", run.info.run_id, {}).version
+meta = {"model_version": version, "dataset_md5": "e2e", "git_commit": "e2e", "decision": "promote"}
+tag = build_bento(registered_model="kill-clf", version=version, service_name="kill-clf", metadata=meta,
+                  schema=schema_from_frame(X, list(X.columns)), constraints=root / "constraints.txt")
+print(json.dumps({"tag": tag}))
+"""
+
+# Holds a served bento open from a worker thread, like a Prefect task, until it is killed.
+HOLD = """
+import sys, threading, time
+from components.infra_validation import serve_bento
+
+def hold():
+    with serve_bento(sys.argv[1], bentoml_home=sys.argv[2], timeout_s=180, env={"MLOPS_SERVE_WORKERS": "2"}) as s:
+        print("READY", s.pid, flush=True)
+        time.sleep(600)
+
+worker = threading.Thread(target=hold)
+worker.start()
+worker.join()
+"""
+
+
+def clean_env(tmp: Path) -> dict[str, str]:
+    """This environment without test-session state; a private bento store and Prefect home."""
+    drop = ("PREFECT_API_URL", "PREFECT_HOME", "MLFLOW_TRACKING_URI", "BENTOML_HOME")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    return env | {
+        "BENTOML_HOME": str(tmp / "bentoml"),
+        "PREFECT_HOME": str(tmp / "prefect"),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "GIT_PYTHON_REFRESH": "quiet",
+    }
+
+
+@pytest.fixture(scope="module")
+def bento(tmp_path_factory) -> dict[str, str]:
+    home = tmp_path_factory.mktemp("kill-bento")
+    proc = subprocess.run(
+        [sys.executable, "-c", BUILD, str(ROOT), str(home)],
+        cwd=ROOT,
+        env=clean_env(home),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {"tag": json.loads(proc.stdout.strip().splitlines()[-1])["tag"], "home": str(home / "bentoml")}
+
+
+def cmdline(p: psutil.Process) -> str:
+    try:
+        return " ".join(p.cmdline())
+    except psutil.Error:
+        return "?"
+
+
+def record(pid: int, seen: dict[int, tuple[psutil.Process, str]]) -> None:
+    """Add ``pid``'s current descendants to ``seen`` (pid -> process, command line)."""
+    try:
+        procs = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return
+    for p in procs:
+        if p.pid not in seen:
+            seen[p.pid] = (p, cmdline(p))
+
+
+def is_bentoml(line: str) -> bool:
+    """The guard, ``bentoml serve`` and its ``_bentoml_impl`` workers all name bentoml."""
+    return "bentoml" in line
+
+
+def is_arbiter(line: str) -> bool:
+    return "bentoml serve" in line and "process_guard" not in line
+
+
+def is_worker(line: str) -> bool:
+    return "_bentoml_impl.worker" in line
+
+
+def still_alive(procs: list[psutil.Process], within_s: float = GONE_WITHIN_S) -> list[psutil.Process]:
+    """Those of ``procs`` still alive after up to ``within_s`` seconds (zombies count as gone)."""
+    deadline = time.monotonic() + within_s
+    while (left := alive(procs)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def kill_recorded(seen: dict[int, tuple[psutil.Process, str]]) -> None:
+    for p in alive(p for p, _ in seen.values()):
+        p.kill()
+
+
+def test_sigkill_of_a_process_serving_a_bento_stops_the_server_and_its_workers(bento):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, bento["tag"], bento["home"]], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    seen: dict[int, tuple[psutil.Process, str]] = {}
+    try:
+        line = holder.stdout.readline()  # EOF if serving failed: serve_bento gives up after 180 s
+        assert line.startswith("READY"), f"serve_bento did not come up (exit code {holder.poll()})"
+        record(holder.pid, seen)
+        lines = [c for _, c in seen.values()]
+        assert any(map(is_arbiter, lines)) and sum(map(is_worker, lines)) == 2, lines
+        assert int(line.split()[1]) in seen  # ServedBento.pid is bentoml serve itself
+        holder.kill()
+        holder.wait()
+        left = still_alive([p for p, _ in seen.values()])
+        assert not left, [seen[p.pid][1] for p in left]
+    finally:
+        holder.kill()
+        kill_recorded(seen)
+
+
+def test_leaving_serve_bento_stops_everything_it_started(bento):
+    from components.infra_validation import serve_bento
+
+    with serve_bento(bento["tag"], bentoml_home=bento["home"], timeout_s=180, env={"MLOPS_SERVE_WORKERS": "2"}) as s:
+        tree = [p for p in psutil.Process().children(recursive=True) if is_bentoml(cmdline(p))]
+        assert s.pid in {p.pid for p in tree} and sum(is_worker(cmdline(p)) for p in tree) == 2
+        started = time.monotonic()
+    print(f"serve_bento stopped its {len(tree)} processes in {time.monotonic() - started:.2f} s")
+    try:
+        assert alive(tree) == []  # right away: stopping waits until the whole tree is gone
+    finally:
+        for p in alive(tree):
+            p.kill()
+
+
+def test_kill_9_of_mlops_run_during_infra_validation_leaves_no_bentoml_process(tmp_path):
+    project = make_project(tmp_path / "project")
+    cmd = [str(BIN / "mlops"), "--params", str(project / "params.yaml"), "run"]
+    cmd += [arg for kv in FAST for arg in ("--set", kv)]
+    log_path = tmp_path / "run.log"
+    with open(log_path, "wb") as log:
+        run = subprocess.Popen(
+            cmd, cwd=project, env=clean_env(tmp_path), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    seen: dict[int, tuple[psutil.Process, str]] = {}
+    try:
+        # Until bentoml serve runs with a worker: infra validation has started. A run takes ~1-2 min here.
+        deadline, arbiter_seen_at = time.monotonic() + 900, None
+        while True:
+            record(run.pid, seen)
+            arbiters = [p for p, c in seen.values() if is_arbiter(c) and alive([p])]
+            if arbiters and arbiter_seen_at is None:
+                arbiter_seen_at = time.monotonic()
+            if arbiters and (any(alive(arbiters[0].children())) or time.monotonic() - arbiter_seen_at > 120):
+                break
+            if run.poll() is not None or time.monotonic() > deadline:
+                tail = log_path.read_text(errors="replace")[-4000:]
+                pytest.fail(f"mlops run (exit {run.poll()}) never reached infra validation:\n{tail}")
+            time.sleep(0.2)
+        record(run.pid, seen)
+        run.kill()  # the run only, as `kill -9 <pid>` would
+        run.wait()
+
+        lines = [c for _, c in seen.values()]
+        assert any(map(is_arbiter, lines)) and any(map(is_worker, lines)), lines
+        bentoml = [p for p, c in seen.values() if is_bentoml(c)]
+        left = still_alive(bentoml)
+        assert not left, [seen[p.pid][1] for p in left]
+
+        others = alive(p for p, c in seen.values() if not is_bentoml(c))
+        if others:  # not started by our code (Prefect's ephemeral API server): reported, not failed
+            warnings.warn(
+                "alive after kill -9 of mlops run: " + "; ".join(f"{p.pid} {seen[p.pid][1][:160]}" for p in others),
+                stacklevel=1,
+            )
+    finally:
+        run.kill()
+        kill_recorded(seen)

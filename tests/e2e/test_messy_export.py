@@ -1,0 +1,180 @@
+"""A customer export that looks like users' data, end to end with no --set: `mlops contract infer`, then
+`mlops run`, through the gate, registration, a real bento, infra validation, promotion and serving.
+
+The export is generated here (tests/messy.py): categorical columns with a rare level, an id column,
+blanks in numeric columns (one nullable integer), a boolean column and Yes/No labels.
+"""
+
+import httpx
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from components import registry
+from tests.conftest import FAST, make_project
+from tests.messy import messy_frame, write_messy_export
+
+pytestmark = pytest.mark.slow
+MODEL = "churn"  # named after the contract, which `contract infer` names after its file
+
+
+def _cli(*argv: str) -> int:
+    from flows.cli import main
+
+    return main([str(a) for a in argv])
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = make_project(tmp_path_factory.mktemp("messy"))
+    write_messy_export(root / "exports" / "churn.csv")
+    return root
+
+
+@pytest.fixture(scope="module")
+def churn_run(project, prefect_harness):
+    params = project / "params.yaml"
+    data, contract = project / "exports" / "churn.csv", project / "contracts" / "churn.yaml"
+    assert _cli("--params", params, "contract", "infer", "--data", data, "--target", "Churn", "--out", contract) == 0
+    assert _cli("--params", params, "run", "--data", data, "--contract", contract) == 0  # no --set
+    registry.configure_tracking(project)
+    version = registry.alias_version(MODEL, "champion")
+    return {"version": version, "tags": registry.client().get_model_version(MODEL, version).tags}
+
+
+def test_draft_contract_sees_categories_ids_blanks_and_slices(project, churn_run):
+    from components.contract import load_contract
+
+    contract = load_contract(project / "contracts" / "churn.yaml")
+    kinds = {c.name: c.dtype for c in contract.columns}
+    assert kinds["Contract"] == kinds["PaymentMethod"] == kinds["gender"] == "category"
+    assert kinds["PaperlessBilling"] == "bool"
+    assert "customerID" not in contract.feature_columns() and contract.keys == ["customerID"]
+    assert contract.column("TotalCharges").nullable and contract.column("SupportTickets").nullable
+    assert contract.evaluation["thresholds"] == {}  # no known bar: the baseline gate decides
+    assert set(contract.evaluation["slices"]["columns"]) <= {"gender", "Contract", "PaymentMethod"}
+
+
+def test_run_with_no_overrides_promotes_a_model_that_beats_the_prior(churn_run):
+    tags = churn_run["tags"]
+    assert churn_run["version"] is not None
+    assert tags["decision"] == "promote" and tags["gate.decision"] == "promote"
+    assert tags["gate.baseline"].startswith("pass roc_auc")
+    assert "class-prior baseline" in tags["decision_reason"]
+    assert tags["bento_tag"].startswith(f"{MODEL}:")
+    assert "labels equal" in tags["infra_validation"]
+
+
+def test_in_process_pyfunc_and_http_predictions_are_identical(project, churn_run):
+    """Raw rows, blanks and the rare level included, give the same answer whichever way they go in."""
+    from components.contract import load_contract, read_with_contract
+    from components.infra_validation import frame_to_records, serve_bento
+    from components.model import pyfunc_input
+
+    contract = load_contract(project / "contracts" / "churn.yaml")
+    raw = read_with_contract(project / "exports" / "churn.csv", contract)
+    rows = pd.concat(
+        [
+            raw[raw["PaymentMethod"] == "Mailed check (paper)"].head(5),
+            raw[raw["TotalCharges"].isna()].head(5),
+            raw[raw["SupportTickets"].isna()].head(5),
+            raw.head(25),
+        ]
+    )[contract.feature_columns()]
+    assert rows["PaymentMethod"].dtype == "category" or rows["PaymentMethod"].map(type).eq(str).all()
+
+    uri = f"models:/{MODEL}/{churn_run['version']}"
+    pyfunc = mlflow.pyfunc.load_model(uri)
+    through_pyfunc = pyfunc.predict(pyfunc_input(pyfunc, rows))
+    trained = pyfunc.unwrap_python_model()._model  # the TrainedModel itself, fed the raw typed frame
+    in_process = trained.predict_frame(rows)
+
+    records = frame_to_records(rows)
+    assert isinstance(records[0]["Contract"], str) and isinstance(records[0]["PaperlessBilling"], bool)
+    assert any(r["TotalCharges"] is None for r in records)
+    with serve_bento(churn_run["tags"]["bento_tag"]) as served:
+        answer = httpx.post(f"{served.url}/predict", json={"records": records}, timeout=30).json()
+    over_http = pd.DataFrame(answer["predictions"])
+
+    assert list(in_process["label"]) == list(through_pyfunc["label"]) == list(over_http["label"])
+    assert set(in_process["label"]) <= {"Yes", "No"}
+    np.testing.assert_allclose(in_process["probability"], through_pyfunc["probability"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(in_process["probability"], over_http["probability"], rtol=0, atol=1e-9)
+
+
+def test_status_lists_the_dataset_model_by_its_contract_name(project, churn_run, capsys):
+    assert _cli("--params", project / "params.yaml", "status", "--model", MODEL) == 0
+    out = capsys.readouterr().out
+    assert MODEL in out and "champion" in out
+
+
+def test_a_model_no_better_than_the_prior_is_not_promoted(project, churn_run, tmp_path):
+    """Labels unrelated to the features (a seed messy_frame does not use): kept, with the baseline as the reason."""
+    from components.contract import infer_contract, save_contract
+
+    frame = messy_frame(rows=2000, seed=7)
+    frame["Churn"] = np.random.default_rng(1007).choice(["Yes", "No"], size=len(frame), p=[0.3, 0.7])
+    frame.to_csv(tmp_path / "noise.csv", index=False)
+    save_contract(infer_contract(frame, "Churn", name="noise"), tmp_path / "noise.yaml")
+    fast = sum((["--set", o] for o in FAST), [])
+    assert _cli("--params", project / "params.yaml", "run", "--data", tmp_path / "noise.csv",
+                "--contract", tmp_path / "noise.yaml", *fast) == 0  # fmt: skip
+    registry.configure_tracking(project)
+    (version,) = registry.list_versions("noise")
+    assert version["aliases"] == [] and registry.alias_version("noise", "champion") is None
+    assert version["tags"]["decision"] == "keep"
+    assert version["tags"]["decision_reason"].startswith("kept: no better than the baseline")
+    assert version["tags"]["gate.baseline"].startswith("fail")
+
+
+def test_more_than_two_labels_is_refused_before_training(project, churn_run, tmp_path, capsys):
+    frame = messy_frame(rows=600, seed=3)
+    frame["Churn"] = np.random.default_rng(1003).choice(["low", "mid", "high"], size=len(frame))
+    frame.to_csv(tmp_path / "tiers.csv", index=False)
+    params = project / "params.yaml"
+    assert _cli("--params", params, "contract", "infer", "--data", tmp_path / "tiers.csv", "--target", "Churn",
+                "--out", tmp_path / "tiers.yaml") == 0  # fmt: skip
+    capsys.readouterr()
+    code = _cli("--params", params, "run", "--data", tmp_path / "tiers.csv", "--contract", tmp_path / "tiers.yaml")
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "'Churn'" in err and "3 distinct label(s)" in err and "binary classification only" in err
+    assert "Traceback" not in err
+    registry.configure_tracking(project)
+    assert registry.list_versions("tiers") == []
+
+
+def test_a_failure_after_registration_is_recorded_on_the_version_and_the_run(project, churn_run, monkeypatch):
+    """Infra validation blows up (not a failed check: an exception): the version says failed and why,
+    the MLflow run is FAILED with an error tag, and the champion does not move."""
+    from flows.training import training_pipeline
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("injected failure while serving the bento")
+
+    monkeypatch.setattr("components.infra_validation.validate_bento", boom)
+    registry.configure_tracking(project)
+    before = registry.alias_version(MODEL, "champion")
+    with pytest.raises(RuntimeError, match="injected failure"):
+        training_pipeline(
+            params_path=str(project / "params.yaml"),
+            data_path=str(project / "exports" / "churn.csv"),
+            contract=str(project / "contracts" / "churn.yaml"),
+            overrides=["promote.margin=0.5"],  # non-inferior by a wide margin: the gate passes
+            force=True,
+        )
+    registry.configure_tracking(project)
+    newest = registry.list_versions(MODEL)[0]
+    assert newest["tags"]["decision"] == "failed" and "injected failure" in newest["tags"]["decision_reason"]
+    assert newest["aliases"] == [] and registry.alias_version(MODEL, "champion") == before
+    run = registry.client().get_run(newest["tags"]["pipeline_run_id"])
+    assert run.info.status == "FAILED" and "injected failure" in run.data.tags["error"]
+
+
+def test_only_the_champion_says_promote(project, churn_run):
+    registry.configure_tracking(project)
+    for name in (MODEL, "noise"):
+        promoted = [r["version"] for r in registry.list_versions(name) if r["tags"].get("decision") == "promote"]
+        champion = registry.alias_version(name, "champion")
+        assert promoted == ([champion] if champion else [])
