@@ -10,11 +10,13 @@ import json
 import logging
 import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+_SHIPPED_MODULES = ("service", "request_schema")  # what a bento imports flat from its build context
 
 _HERE = Path(__file__).resolve().parent
 RUNTIME_PACKAGES = (
@@ -49,6 +51,13 @@ def pinned_requirements(constraints: Path | None) -> list[str]:
     return [pins.get(p, p) for p in RUNTIME_PACKAGES]
 
 
+def _forget_service_modules() -> None:
+    """BentoML builds by importing ``service`` from the build context; Python caches that import, so a
+    later build in the same process (a worker training two models) would get the first bento's service."""
+    for name in [n for n in sys.modules if n.split(".")[0] in _SHIPPED_MODULES]:
+        del sys.modules[name]
+
+
 def build_bento(
     *,
     registered_model: str,
@@ -78,6 +87,7 @@ def build_bento(
         "low_confidence_threshold": low_confidence_threshold,
         "metadata": {**metadata, "registered_model": registered_model, "model_version": version},
     }
+    _forget_service_modules()  # else a second build in this process reuses the first one's service (and name)
     with tempfile.TemporaryDirectory(prefix="bento-build-") as ctx:
         ctx_path = Path(ctx)
         shutil.copy(_HERE / "service.py", ctx_path / "service.py")

@@ -1,6 +1,7 @@
 """Run a command that dies with the process that started it, even on ``kill -9`` of that process.
 
     python -I components/process_guard.py --parent PID [--grace S] -- CMD [ARG...]
+    python -I components/process_guard.py --parent PID --watch-descendants [--token T] [--grace S] [--scan S]
 
 The guard starts CMD and watches PID, which must be its parent. When the parent is gone (however
 it died) or the guard gets SIGTERM, SIGINT or SIGHUP, it stops CMD's whole tree: SIGTERM to CMD,
@@ -12,10 +13,18 @@ fires when the parent *thread* ends (Prefect runs tasks in worker threads), and 
 killed with SIGKILL orphans its workers, which run in sessions of their own. So on Linux the guard
 
 - asks for a parent-death signal (SIGUSR1) only as a wake-up, then compares ``getppid()`` with PID:
-  that changes only when the parent *process* is gone, never when just a thread of it ends;
+  that changes only when the parent *process* is gone, never when just a thread of it ends (nor
+  when the parent execs another program: its pid stays);
 - is a child subreaper, so processes orphaned inside CMD's tree are re-parented to the guard
   and it still finds them to kill;
 - gives CMD a parent-death SIGTERM, so even a SIGKILLed guard lets CMD stop its own workers.
+
+With ``--watch-descendants`` (see ``start_watchdog``) there is no CMD: the watchdog notices PID's
+death the same way and then stops every process PID started that still runs (SIGTERM, ``--grace``
+seconds, SIGKILL) and exits: at once after a normal exit, which leaves nothing. A dead process's
+children are re-parented before the death signal is sent, so it knows PID's family from a scan of
+PID's tree every ``--scan`` seconds (those still running, with their descendants now) and from
+``--token``, which every program PID started since carries in its environment (``TOKEN_VAR``).
 
 Elsewhere it polls ``getppid()`` every ``POLL_S`` seconds. Stdlib and psutil only, no project
 imports: callers run it by path with ``python -I``, so neither the working directory nor
@@ -27,6 +36,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import secrets
 import select
 import signal
 import subprocess
@@ -39,9 +49,12 @@ from pathlib import Path
 import psutil
 
 POLL_S = 0.5  # parent check when no parent-death signal is available, and the longest sleep
-SCAN_S = 2.0  # how often CMD's tree is remembered (for systems without a subreaper)
+SCAN_S = 2.0  # how often CMD's tree (or the watched parent's) is remembered
+TOKEN_VAR = "MLOPS_PROCESS_GUARD_TOKEN"  # marks the processes a watched process started
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
+_HERE = str(Path(__file__).resolve())
+_watchdog: tuple[int, subprocess.Popen] | None = None  # (the pid it watches, the watchdog)
 
 
 def guarded_command(cmd: Sequence[str], *, grace_s: float = 10.0, parent: int | None = None) -> list[str]:
@@ -52,9 +65,27 @@ def guarded_command(cmd: Sequence[str], *, grace_s: float = 10.0, parent: int | 
     """
     if not cmd:
         raise ValueError("guarded_command needs a command")
-    here = str(Path(__file__).resolve())
     pid = os.getpid() if parent is None else parent
-    return [sys.executable, "-I", here, "--parent", str(pid), "--grace", f"{grace_s:g}", "--", *cmd]
+    return [sys.executable, "-I", _HERE, "--parent", str(pid), "--grace", f"{grace_s:g}", "--", *cmd]
+
+
+def start_watchdog(*, grace_s: float = 5.0, scan_s: float = SCAN_S) -> subprocess.Popen:
+    """Start (once per process) a watchdog that stops this process's descendants when it dies, even by SIGKILL.
+
+    Call it before this process starts anything: only processes started afterwards carry the token.
+    """
+    global _watchdog
+    if _watchdog is not None and _watchdog[0] == os.getpid() and _watchdog[1].poll() is None:
+        return _watchdog[1]
+    token = f"{os.getpid()}-{secrets.token_hex(8)}"
+    os.environ[TOKEN_VAR] = token  # inherited from here on: how the watchdog tells this process's family
+    cmd = [sys.executable, "-I", _HERE, "--parent", str(os.getpid()), "--watch-descendants", "--token", token]
+    cmd += ["--grace", f"{grace_s:g}", "--scan", f"{scan_s:g}"]
+    # Its own session: a Ctrl-C or hang-up of the terminal is for the watched process to handle, and
+    # a kill of its process group must not take the watchdog with it. stderr stays: its reports.
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
+    _watchdog = (os.getpid(), proc)
+    return proc
 
 
 def _prctl(option: int, value: int) -> bool:
@@ -117,11 +148,16 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="process_guard", description=__doc__.split("\n\n")[0])
     parser.add_argument("--parent", type=int, required=True, help="pid of the process that started the guard")
     parser.add_argument("--grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL")
+    parser.add_argument("--watch-descendants", action="store_true", help="no command: stop PID's leftovers")
+    parser.add_argument("--token", help=f"with --watch-descendants: ${TOKEN_VAR} in PID's family")
+    parser.add_argument("--scan", type=float, default=SCAN_S, help="seconds between scans of PID's tree")
     parser.add_argument("cmd", nargs=argparse.REMAINDER, help="-- then the command to run")
     args = parser.parse_args(argv)
     if args.cmd[:1] == ["--"]:
         args.cmd = args.cmd[1:]
-    if not args.cmd:
+    if args.watch_descendants and args.cmd:
+        parser.error("--watch-descendants takes no command")
+    if not args.cmd and not args.watch_descendants:
         parser.error("no command given after --")
     return args
 
@@ -136,25 +172,86 @@ def _exit_like(returncode: int) -> int:
     return returncode
 
 
+def _wakeup_pipe() -> int:
+    """A pipe the signals below wake ``select`` through (handlers do no work); its read end."""
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    for signum in (signal.SIGCHLD, signal.SIGUSR1):  # CMD changed state / a parent thread ended
+        signal.signal(signum, lambda *_: None)
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGUSR1)
+    return wake_r
+
+
+def _sleep(wake_r: int, timeout_s: float) -> None:
+    with suppress(InterruptedError):
+        select.select([wake_r], [], [], max(0.0, timeout_s))
+    with suppress(BlockingIOError):
+        os.read(wake_r, 4096)
+
+
+def _leftovers(known: Iterable[psutil.Process], token: str | None) -> list[psutil.Process]:
+    """What still runs of ``known`` and of the processes carrying ``token``, with their descendants now."""
+    found = {p.pid: p for p in alive(known)}
+    if token:
+        for p in psutil.process_iter():
+            with suppress(psutil.Error):  # gone meanwhile, or someone else's
+                if p.pid not in found and p.environ().get(TOKEN_VAR) == token:
+                    found[p.pid] = p
+    for p in list(found.values()):
+        found.update((c.pid, c) for c in descendants(p.pid))
+    found.pop(os.getpid(), None)
+    return alive(found.values())
+
+
+def _names(procs: Iterable[psutil.Process]) -> str:
+    out = []
+    for p in procs:
+        with suppress(psutil.Error):
+            out.append(f"{p.pid} {' '.join(p.cmdline()[:4])[:80] or p.name()}")  # no cmdline while exiting
+    return "; ".join(out)
+
+
+def watch_descendants(parent: int, token: str | None, grace_s: float, scan_s: float) -> int:
+    """Remember ``parent``'s tree until ``parent`` is gone, then stop what is left of its family."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # no traceback when told to go; SIGTERM ends us likewise
+    wake_r, on_linux = _wakeup_pipe(), sys.platform.startswith("linux")
+    known: dict[int, psutil.Process] = {}
+    next_scan = 0.0
+    while os.getppid() == parent:
+        if time.monotonic() >= next_scan:  # orphans that left the tree stay known while they run
+            known = {p.pid: p for p in alive(known.values())} | {p.pid: p for p in descendants(parent)}
+            next_scan = time.monotonic() + scan_s
+        _sleep(wake_r, next_scan - time.monotonic() if on_linux else POLL_S)  # Linux: the death signal wakes us
+    left = _leftovers(known.values(), token)
+    if not left:
+        return 0
+    _say(f"pid {parent} is gone; stopping what it left: {_names(left)}")
+    for p in left:
+        with suppress(psutil.Error):
+            p.terminate()
+    wait_gone(left, grace_s)
+    if left := _leftovers(left, token):  # with anything started meanwhile
+        _say(f"killing {len(left)} process(es) still there after {grace_s:g} s: {_names(left)}")
+        kill_all(left)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the guard; see the module docstring."""
     args = _parse_args(argv)
+    if args.watch_descendants:
+        return watch_descendants(args.parent, args.token, args.grace, args.scan)
     stop_signals: list[int] = []
 
     def on_stop(signum: int, _frame: object) -> None:
         stop_signals.append(signum)
 
-    # Signals only set a flag and wake the loop (through the wakeup fd): no work in handlers.
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_r, False)
-    os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w)
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, on_stop)
-    for signum in (signal.SIGCHLD, signal.SIGUSR1):  # CMD changed state / a parent thread ended
-        signal.signal(signum, lambda *_: None)
+    wake_r = _wakeup_pipe()  # signals only set a flag and wake the loop: no work in handlers
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGUSR1)
     if os.getppid() != args.parent:  # it died before we could watch it (or we were not started by it)
         _say(f"parent {args.parent} is gone; not starting {args.cmd[0]}")
         return 1
@@ -185,10 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if time.monotonic() >= next_scan:  # without a subreaper, orphans leave the tree: remember them
             known.update((p.pid, p) for p in descendants(proc.pid))
             next_scan = time.monotonic() + SCAN_S
-        with suppress(InterruptedError):
-            select.select([wake_r], [], [], POLL_S)
-        with suppress(BlockingIOError):
-            os.read(wake_r, 4096)
+        _sleep(wake_r, POLL_S)
 
     if reason:
         _say(f"{reason}; stopping {Path(args.cmd[0]).name} (pid {proc.pid}) and its tree")

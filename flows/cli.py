@@ -179,8 +179,10 @@ def main(argv: list[str] | None = None) -> int:
 
     prepare_environment(Path(args.params).resolve().parent)
 
-    from flows.runtime import exit_code_for
+    from flows.runtime import exit_code_for, watch_descendants
 
+    if argv is None:  # the `mlops` process itself; a caller of main(argv) (a test) lives on and owns its children
+        watch_descendants(args.command)
     try:
         return args.func(args)
     except Exception as err:

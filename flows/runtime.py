@@ -90,6 +90,30 @@ def redact(text: str) -> str:
     return _URL_PASSWORD.sub(r"\1***@", text)
 
 
+# `mlops` commands that start processes of their own: `run` starts Prefect's temporary API server
+# (no other command calls Prefect's API), a Dask cluster with `train.parallel`, and `bentoml serve`
+# for infra validation. `serve` replaces the CLI with `bentoml serve` (exec), a server the user
+# means to keep: it gets no watchdog.
+WATCHED_COMMANDS = frozenset({"run"})
+
+
+def watch_descendants(command: str) -> None:
+    """For a command in ``WATCHED_COMMANDS``: stop what this process started once it dies, even by ``kill -9``.
+
+    Prefect stops its temporary API server only in an ``atexit`` handler, which a SIGKILL never runs;
+    a watchdog process (``components.process_guard.start_watchdog``) outlives us to do it. Call it
+    before the command starts anything, at most once per process.
+    """
+    if command not in WATCHED_COMMANDS:
+        return
+    from components.process_guard import start_watchdog
+
+    try:
+        start_watchdog()
+    except OSError as err:  # the run still works; it only loses its clean-up after a hard kill
+        log.warning("no watchdog for this run's processes: %s", err)
+
+
 # Exit codes shared by every command line (`mlops` and the DVC stage CLI).
 EXIT_CONFIG, EXIT_NO_DATA, EXIT_REJECTED, EXIT_NOTHING = 2, 3, 4, 5
 

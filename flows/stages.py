@@ -306,6 +306,8 @@ def release(ctx: Ctx) -> None:
 
 # --- command line ---------------------------------------------------------------------
 
+# Stages that read dataset-specific settings (slices, behaviour, thresholds, model name) from the contract.
+DATASET_SPECIFIC = ("evaluate", "release")
 STAGES = {"ingest": ingest, "validate": validate, "split": split, "evaluate": evaluate, "release": release}
 
 
@@ -332,7 +334,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings, root = load_settings(args.params), Path(args.params).resolve().parent
-        ctx = Ctx(resolve(settings, load_configured_contract(settings, root)), root, Path(args.out))
+        if args.stage in DATASET_SPECIFIC:  # the others need no contract-derived setting: a missing file says so first
+            settings = resolve(settings, load_configured_contract(settings, root))
+        ctx = Ctx(settings, root, Path(args.out))
         train(ctx, args.candidate) if args.stage == "train" else STAGES[args.stage](ctx)
     except StaleOutputsError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -1,6 +1,7 @@
 """components.process_guard with a stand-in server: a leader whose worker runs in a session of its own.
 
-The real ``bentoml serve`` is in tests/e2e/test_kill.py; these run in seconds.
+And its ``--watch-descendants`` mode with a stand-in for the ``mlops`` CLI. The real ``bentoml serve``
+and ``mlops run`` are in tests/e2e/test_kill.py; these run in seconds.
 """
 
 import json
@@ -15,7 +16,7 @@ import psutil
 import pytest
 
 from components.infra_validation import stop_server
-from components.process_guard import alive, guarded_command
+from components.process_guard import alive, guarded_command, main
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kill tests use Linux /proc")
 
@@ -201,3 +202,106 @@ def test_stop_server_kills_a_tree_that_ignores_sigterm(tmp_path):
     finally:
         kill_quietly(tree)
         guard.kill()
+
+
+# A stand-in for the `mlops` CLI: it starts its watchdog (scanning every argv[2] seconds), then a child
+# whose grandchild runs in a session of its own, and (with "stubborn") a child in a session of its
+# own with an empty environment, so without the token, that ignores SIGTERM. Then, by argv[1]: "kill"
+# waits to be killed, "leave" exits at once leaving them all, "exec" execs a program that exits after
+# 3 s; "clean" instead runs one short child to its end and exits.
+WATCHED = """
+import json, os, subprocess, sys, time
+from components.process_guard import start_watchdog
+mode, scan, stubborn = sys.argv[1], float(sys.argv[2]), sys.argv[3] == "stubborn"
+watchdog = start_watchdog(grace_s=1, scan_s=scan)
+assert start_watchdog() is watchdog  # once per process
+pids = {"watchdog": watchdog.pid}
+py, sleep = sys.executable, "import time; time.sleep(600)"
+if mode == "clean":
+    subprocess.run([py, "-c", "pass"], check=True)
+else:
+    grandchild = f"subprocess.Popen([sys.executable, '-c', {sleep!r}], start_new_session=True).pid"
+    starter = f"import subprocess, sys; print({grandchild}, flush=True); {sleep}"
+    child = subprocess.Popen([py, "-c", starter], stdout=subprocess.PIPE, text=True)
+    pids |= {"child": child.pid, "grandchild": int(child.stdout.readline())}
+if stubborn:
+    ignore = "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    pids["stubborn"] = subprocess.Popen([py, "-c", ignore + sleep], env={}, start_new_session=True).pid
+    time.sleep(5 * scan)  # a few scans
+print(json.dumps(pids), flush=True)
+if mode == "kill":
+    time.sleep(600)
+elif mode == "exec":
+    os.execv(py, [py, "-c", "import time; time.sleep(3)"])
+"""
+
+
+def start_watched(mode: str, scan_s: float, stubborn: bool = False) -> tuple[subprocess.Popen, dict[str, int]]:
+    root = Path(__file__).resolve().parents[1]
+    args = [mode, str(scan_s), "stubborn" if stubborn else "-"]
+    parent = subprocess.Popen([sys.executable, "-c", WATCHED, *args], cwd=root, stdout=subprocess.PIPE, text=True)
+    line = parent.stdout.readline()
+    assert line, f"the stand-in failed (exit code {parent.wait()})"
+    return parent, json.loads(line)
+
+
+@pytest.mark.parametrize("mode", ["kill", "leave"])
+def test_the_watchdog_stops_everything_its_parent_left_however_it_ended(mode):
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])  # not the parent's
+    parent, pids = start_watched(mode, scan_s=0.2, stubborn=True)
+    family = [psutil.Process(pid) for pid in pids.values()]
+    try:
+        assert len(alive(family)) == 4  # watchdog, child, grandchild, stubborn
+        if mode == "kill":
+            parent.kill()
+        assert parent.wait(timeout=30) == (-signal.SIGKILL if mode == "kill" else 0)
+        assert gone_within(family, 20) == []  # the watchdog too
+        assert alive([psutil.Process(bystander.pid)])
+    finally:
+        kill_quietly(family)
+        parent.kill()
+        bystander.kill()
+
+
+def test_the_watchdog_knows_processes_started_since_its_last_scan():
+    """Started after the only scan: found by the token they inherited (TOKEN_VAR)."""
+    parent, pids = start_watched("kill", scan_s=600)
+    family = [psutil.Process(pid) for pid in pids.values()]
+    try:
+        parent.kill()
+        parent.wait()
+        assert gone_within(family, 20) == []
+    finally:
+        kill_quietly(family)
+        parent.kill()
+
+
+def test_a_clean_exit_leaves_nothing_and_the_watchdog_exits_at_once():
+    parent, pids = start_watched("clean", scan_s=0.2)
+    watchdog = psutil.Process(pids["watchdog"])
+    try:
+        assert parent.wait(timeout=30) == 0
+        assert gone_within([watchdog], 2) == []
+    finally:
+        kill_quietly([watchdog])
+
+
+def test_the_watchdog_leaves_a_parent_that_execs_alone():
+    """Like `mlops serve`, which execs bentoml: same pid, so the parent is not gone."""
+    parent, pids = start_watched("exec", scan_s=0.2)
+    family = [psutil.Process(pid) for pid in pids.values()]
+    try:
+        time.sleep(1.5)  # the exec happened; several scans
+        assert psutil.Process(parent.pid).cmdline()[-1] == "import time; time.sleep(3)"
+        assert len(alive(family)) == 3
+        assert parent.wait(timeout=30) == 0  # the exec'd program ends: now the parent is gone
+        assert gone_within(family, 20) == []
+    finally:
+        kill_quietly(family)
+        parent.kill()
+
+
+def test_watch_descendants_takes_no_command(capsys):
+    with pytest.raises(SystemExit):
+        main(["--parent", "1", "--watch-descendants", "--", "sleep", "1"])
+    assert "takes no command" in capsys.readouterr().err

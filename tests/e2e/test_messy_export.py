@@ -178,3 +178,18 @@ def test_only_the_champion_says_promote(project, churn_run):
         promoted = [r["version"] for r in registry.list_versions(name) if r["tags"].get("decision") == "promote"]
         champion = registry.alias_version(name, "champion")
         assert promoted == ([champion] if champion else [])
+
+
+def test_bentos_built_one_after_another_in_one_process_each_carry_their_own_service(project, churn_run):
+    """BentoML imports the service module to build; a cached import must not give a second bento the first's
+    service (its name would not match what `bentoml serve` loads: StopIteration at start-up)."""
+    import bentoml
+
+    from components.package import build_bento
+
+    schema = {"features": []}
+    for service_name in ("churn-copy-a", "churn-copy-b"):
+        version = churn_run["version"]
+        tag = build_bento(registered_model=MODEL, version=version, service_name=service_name,
+                          metadata={"model_version": version}, schema=schema, constraints=None)  # fmt: skip
+        assert [s.name for s in bentoml.bentos.get(tag).info.services] == [service_name]

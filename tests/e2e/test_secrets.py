@@ -103,7 +103,10 @@ def seed_champion(project: Path, uri: str) -> None:
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    from components.dataset_settings import load_configured_contract, resolve
+
     settings = load_settings(project / "params.yaml")
+    settings = resolve(settings, load_configured_contract(settings, project))  # as a training run records them
     experiment = client.create_experiment("training-pipeline")
     run_id = client.create_run(experiment).info.run_id
     client.create_registered_model(MODEL)

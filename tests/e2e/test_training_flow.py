@@ -229,7 +229,9 @@ def test_lineage_and_status_print_the_whole_chain(project, two_runs, capsys):
     assert bento in out and "@champion" in out
     assert main(["--params", params, "lineage", "--bento", bento]) == 0
     assert f"v{champion}" in capsys.readouterr().out
-    assert main(["--params", params, "status"]) == 0
+    assert main(["--params", params, "status"]) == 0  # every model, one line each
+    assert MODEL in capsys.readouterr().out
+    assert main(["--params", params, "status", "--model", MODEL]) == 0
     table = capsys.readouterr().out
     assert "champion" in table and "previous-champion" in table and "test roc_auc" in table
 
