@@ -39,7 +39,7 @@ def project(tmp: Path) -> Path:
     """A git + DVC copy of the project with the default dataset, committed."""
     sys.path.insert(0, str(ROOT))
     from components.config import load_settings
-    from components.data import ingest
+    from components.data.dataset import ingest
 
     for name in ("params.yaml", "constraints.txt", "dvc.yaml", ".gitignore", ".dvcignore"):
         shutil.copy(ROOT / name, tmp / name)

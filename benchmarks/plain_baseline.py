@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 
 from components.config import load_settings
-from components.data import features_and_target, split
-from components.evaluate import choose_best, evaluate
-from components.train import train_candidate
+from components.data.dataset import features_and_target, split
+from components.evaluation.metrics import choose_best, evaluate
+from components.training.families import train_candidate
 
 
 def main(params_path: str) -> None:

@@ -100,11 +100,11 @@ class Clock:
 
 
 def run_ours(data: Path, s: dict, clock: Clock) -> dict[str, float]:
-    from components.contract import load_contract, model_frame, read_with_contract
-    from components.data import features_and_target, split
-    from components.evaluate import evaluate
-    from components.train import train_candidate
-    from components.validation import validate_frame
+    from components.data.contract import load_contract, model_frame, read_with_contract
+    from components.data.dataset import features_and_target, split
+    from components.evaluation.metrics import evaluate
+    from components.training.families import train_candidate
+    from components.validation.checks import validate_frame
 
     contract = load_contract(CONTRACT)
     clock.lap("import")
@@ -173,7 +173,7 @@ def run_floor(data: Path, s: dict, clock: Clock) -> dict[str, float]:
     from sklearn.model_selection import train_test_split
     from threadpoolctl import threadpool_limits
 
-    from components.contract import load_contract  # the rules' values only; the checks are plain pandas
+    from components.data.contract import load_contract  # the rules' values only; the checks are plain pandas
 
     contract = load_contract(CONTRACT)
     clock.lap("import")

@@ -106,11 +106,11 @@ def build(workdir: Path, family: str) -> tuple[str, str, pd.DataFrame]:
     """Train, register, build the bento; return (bento tag, local pyfunc path, features frame)."""
     import mlflow
 
-    from components import registry
-    from components.data import read_source
-    from components.package import build_bento
-    from components.request_schema import schema_from_frame
-    from components.train import train_candidate
+    from components.data.dataset import read_source
+    from components.release import registry
+    from components.release.package import build_bento
+    from components.serving.request_schema import schema_from_frame
+    from components.training.families import train_candidate
 
     registry.configure_tracking(workdir)
     frame = read_source("sklearn:breast_cancer")
@@ -198,7 +198,7 @@ def process(cmd: list[str], health_url: str, cwd: Path, env: dict[str, str], tim
     """A server subprocess in its own session, up until the block exits; yields its pid."""
     import httpx
 
-    from components.infra_validation import stop_server
+    from components.release.infra_validation import stop_server
 
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # mlflow execs `uvicorn`
     with (cwd / f"{Path(cmd[0]).name}.log").open("w") as logfile:
@@ -244,7 +244,7 @@ def main() -> int:
         }
     )
     os.environ.pop("MLFLOW_TRACKING_URI", None)
-    from components.infra_validation import frame_to_records, free_port, serve_bento
+    from components.release.infra_validation import frame_to_records, free_port, serve_bento
 
     log.info("building the model and bento in %s", workdir)
     tag, model_path, X = build(workdir, args.family)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from components.config import ConfigError, Settings, SliceSettings
 
 if TYPE_CHECKING:
-    from components.contract import Contract
+    from components.data.contract import Contract
 
 EVALUATION_KEYS = ("thresholds", "slices", "behaviour")
 
@@ -65,7 +65,7 @@ def load_configured_contract(settings: Settings, root: Path) -> Contract | None:
     """The contract ``validate.contract`` names (relative to the params file's folder), or None."""
     if not settings.validate_.contract:
         return None
-    from components.contract import load_contract
+    from components.data.contract import load_contract
 
     return load_contract((root / settings.validate_.contract).resolve())
 

@@ -2,7 +2,7 @@
 
 ``train.parallel`` picks the task runner (Prefect's default, one fit at a time, or prefect-dask's
 ``DaskTaskRunner``); ``choose_candidate`` decides what to fit, so the DVC stage and this module
-choose the same model. Each fit is cached on the content hashes DVC uses (``components/cache.py``).
+choose the same model. Each fit is cached on the content hashes DVC uses (``flows/prefect_cache.py``).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import Any
 
 from prefect import task
 
-from components.cache import TrainedResultSerializer, key_from_task_parameters
 from components.config import ConfigError, ParallelSettings, Settings
-from components.evaluate import EvalResult, choose_best
-from components.model import TrainedModel
-from components.search import CandidateOutcome
+from components.evaluation.metrics import EvalResult, choose_best
+from components.model.trained import TrainedModel
+from components.training.search import CandidateOutcome
+from flows.prefect_cache import TrainedResultSerializer, key_from_task_parameters
 
 
 @task(
@@ -33,7 +33,7 @@ from components.search import CandidateOutcome
 def fit_task(name: str, spec: dict[str, Any], train_frame, val_frame, target: str, seed: int, threshold: float,
              metric: str, data_key: str, code: str) -> tuple[TrainedModel, EvalResult]:  # fmt: skip
     """Fit one spec on train, score it on val. Cached on (data_key, spec, seed, threshold, metric, code)."""
-    from components.search import fit_and_score
+    from components.training.search import fit_and_score
 
     return fit_and_score(
         name, spec, train_frame, val_frame, target, seed=seed, threshold=threshold, primary_metric=metric
@@ -155,8 +155,8 @@ def _warm_worker() -> None:
     import torch  # noqa: F401
     from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: F401
 
-    import components.cache  # noqa: F401
-    import components.search  # noqa: F401
+    import components.training.search  # noqa: F401
+    import flows.prefect_cache  # noqa: F401
 
 
 def _api_url() -> str | None:
@@ -234,8 +234,8 @@ def train_and_choose(settings: Settings, root: Path, splits, logger, force: bool
     import contextvars
     from concurrent.futures import ThreadPoolExecutor
 
-    from components.cache import frame_hash, train_code_hash
-    from components.search import choose_candidate
+    from components.training.search import choose_candidate
+    from flows.prefect_cache import frame_hash, train_code_hash
 
     tr, ev = settings.train, settings.evaluate
     data_key, fits, task_ = f"{frame_hash(splits.train)}-{frame_hash(splits.val)}", _FitLog(), _fit_task(root, force)

@@ -16,11 +16,11 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from components import data as data_mod
 from components import dataset_settings
 from components import fingerprint as fp
 from components.config import load_settings, params_hash
-from components.lineage import git_commit
+from components.data import dataset as data_mod
+from components.release.lineage import git_commit
 from flows.runtime import load_secret_env, prepare_environment, redact
 from flows.training import training_pipeline
 
@@ -71,7 +71,7 @@ def read_registry(root: Path, name: str, alias: str) -> tuple[dict[str, Any] | N
     """The champion (version and tags) and every version's tags; a missing model means no champion."""
     from mlflow.exceptions import MlflowException
 
-    from components import registry
+    from components.release import registry
 
     registry.configure_tracking(root)
     client = registry.client()
@@ -165,7 +165,7 @@ def commit_data_task(root: Path, dvc_file: str, message: str) -> str | None:
 
 @task(name="record-fingerprint", timeout_seconds=180, **IO_RETRIES)
 def record_task(root: Path, name: str, version: str, tags: dict[str, str]) -> None:
-    from components import registry
+    from components.release import registry
 
     registry.configure_tracking(root)
     registry.set_version_tags(name, version, tags)

@@ -123,10 +123,10 @@ def exit_code_for(err: BaseException) -> int | None:
     import sys
 
     from components.config import ConfigError
-    from components.contract import ContractError, DataReadError
-    from components.data import DataNotFoundError
-    from components.promotion import PromotionError
-    from components.validation import DataRejectedError
+    from components.data.contract import ContractError, DataReadError
+    from components.data.dataset import DataNotFoundError
+    from components.release.promotion import PromotionError
+    from components.validation.checks import DataRejectedError
 
     codes = [
         ((ConfigError, ContractError), EXIT_CONFIG, "error"),

@@ -75,13 +75,13 @@ def read_json(path: Path) -> Any:
 
 def ingest(ctx: Ctx) -> None:
     """Read the DVC-tracked dataset as the flow does; write it normalised, with its md5."""
-    from components import data
+    from components.data import dataset as data
 
     path = ctx.root / ctx.settings.data.path
     if not path.is_file():
         data.load_dataset(path)  # raises DataNotFoundError with the how-to
     if contract := ctx.contract_path():
-        from components.contract import load_contract, read_with_contract
+        from components.data.contract import load_contract, read_with_contract
 
         frame = read_with_contract(path, load_contract(contract))
     else:
@@ -95,10 +95,10 @@ def ingest(ctx: Ctx) -> None:
 
 def validate(ctx: Ctx) -> None:
     """Contract checks; the accepted rows (quarantine removed) go on, the report is kept either way."""
-    from components.contract import load_contract, model_frame
-    from components.data import write_parquet
-    from components.report_html import write_report
-    from components.validation import DataRejectedError, basic_contract, validate_frame
+    from components.data.contract import load_contract, model_frame
+    from components.data.dataset import write_parquet
+    from components.validation.checks import DataRejectedError, basic_contract, validate_frame
+    from components.validation.report_html import write_report
 
     frame = ctx.read("ingest", "dataset.parquet")
     contract_path = ctx.contract_path()
@@ -125,8 +125,8 @@ def validate(ctx: Ctx) -> None:
 
 
 def split(ctx: Ctx) -> None:
-    from components.data import split as seeded_split
-    from components.data import write_parquet
+    from components.data.dataset import split as seeded_split
+    from components.data.dataset import write_parquet
 
     d = ctx.settings.data
     splits = seeded_split(ctx.read("validate", "accepted.parquet"), d.target, d.test_size, d.val_size, d.seed)
@@ -141,8 +141,8 @@ def train(ctx: Ctx, name: str) -> None:
     Same call as the Prefect flow (``choose_candidate``), fits one after another.
     """
     from components.config import ConfigError
-    from components.model import save_model
-    from components.search import choose_candidate, fit_and_score
+    from components.model.trained import save_model
+    from components.training.search import choose_candidate, fit_and_score
 
     settings = ctx.settings
     spec = settings.train.candidates.get(name)
@@ -179,9 +179,9 @@ def train(ctx: Ctx, name: str) -> None:
 
 def evaluate(ctx: Ctx) -> None:
     """Choose the best enabled candidate on val (params order breaks ties), assess it on test."""
-    from components.assess import assess_on_test
-    from components.evaluate import EvalResult, choose_best
-    from components.model import load_model
+    from components.evaluation.assess import assess_on_test
+    from components.evaluation.metrics import EvalResult, choose_best
+    from components.model.trained import load_model
 
     ev, n_val = ctx.settings.evaluate, len(ctx.read("split", "val.parquet"))
     results = [EvalResult(name, "val", n_val, read_json(ctx.out / "metrics" / "val" / f"{name}.json"))
@@ -228,13 +228,13 @@ def release(ctx: Ctx) -> None:
     import mlflow
     import numpy as np
 
-    from components import registry
     from components.config import params_hash
-    from components.evaluate import EvalResult
-    from components.lineage import git_commit, lineage_tags
-    from components.model import load_model
-    from components.promotion import mark_challenger
-    from components.search import CandidateOutcome
+    from components.evaluation.metrics import EvalResult
+    from components.model.trained import load_model
+    from components.release import registry
+    from components.release.lineage import git_commit, lineage_tags
+    from components.release.promotion import mark_challenger
+    from components.training.search import CandidateOutcome
     from flows import training as flow
     from flows.runtime import prepare_environment
 

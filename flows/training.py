@@ -21,14 +21,14 @@ import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from components import data as data_mod
-from components import registry
 from components.config import ConfigError, Settings, load_settings, params_hash
-from components.lineage import git_commit, lineage_tags
-from components.model import TrainedModel
-from components.search import CandidateOutcome
-from components.summary import RunSummary, redact_uri, render_markdown
-from components.train import check_supported_target
+from components.data import dataset as data_mod
+from components.model.trained import TrainedModel
+from components.release import registry
+from components.release.lineage import git_commit, lineage_tags
+from components.release.summary import RunSummary, redact_uri, render_markdown
+from components.training.families import check_supported_target
+from components.training.search import CandidateOutcome
 from flows.fitting import FitEngine, train_and_choose
 
 IO_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 5, 15]}
@@ -36,7 +36,7 @@ IO_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 5, 15]}
 
 @task(name="load-dataset")
 def load_dataset_task(path: Path, contract_path: str | None) -> tuple[Any, str]:
-    from components.contract import load_contract, read_with_contract
+    from components.data.contract import load_contract, read_with_contract
 
     if not path.is_file():
         data_mod.load_dataset(path)  # raises DataNotFoundError with the how-to
@@ -46,9 +46,9 @@ def load_dataset_task(path: Path, contract_path: str | None) -> tuple[Any, str]:
 
 @task(name="validate-dataset")
 def validate_task(frame, contract_path: str | None, target: str, reference, out_dir: Path, basic: dict[str, Any]):
-    from components.contract import load_contract, model_frame
-    from components.report_html import write_report
-    from components.validation import DataRejectedError, basic_contract, validate_frame
+    from components.data.contract import load_contract, model_frame
+    from components.validation.checks import DataRejectedError, basic_contract, validate_frame
+    from components.validation.report_html import write_report
 
     contract = load_contract(contract_path) if contract_path else basic_contract(frame, target, **basic)
     report, accepted = validate_frame(frame, contract, reference=reference, quarantine_path=out_dir / "quarantine.csv")
@@ -61,7 +61,7 @@ def validate_task(frame, contract_path: str | None, target: str, reference, out_
 @task(name="drift-reference")
 def reference_task(name: str, root: Path, frame, md5: str, settings: Settings, contract_path: str | None):
     """The data the champion was trained on (via its dataset md5 and the DVC cache), else our training split."""
-    from components.contract import load_contract, normalise
+    from components.data.contract import load_contract, normalise
 
     champion = registry.alias_version(name, "champion")
     if champion is not None:
@@ -80,7 +80,7 @@ def reference_task(name: str, root: Path, frame, md5: str, settings: Settings, c
 
 @task(name="assess-on-test")
 def assess_task(model: TrainedModel, test, settings: Settings, out_dir: Path):
-    from components.assess import assess_on_test
+    from components.evaluation.assess import assess_on_test
 
     ev = settings.evaluate
     return assess_on_test(
@@ -97,7 +97,7 @@ def assess_task(model: TrainedModel, test, settings: Settings, out_dir: Path):
 
 @task(name="champion-on-test", **IO_RETRIES)
 def champion_task(name: str, test, target: str) -> tuple[str | None, Any]:
-    from components.assess import champion_proba
+    from components.evaluation.assess import champion_proba
 
     version = registry.alias_version(name, "champion")
     if version is None:
@@ -107,8 +107,8 @@ def champion_task(name: str, test, target: str) -> tuple[str | None, Any]:
 
 @task(name="gate")
 def gate_task(settings: Settings, assessment, champion_version: str | None, champ_proba, test, baseline_proba):
-    from components.gates import GatePolicy, decide
-    from components.slices import slice_metrics
+    from components.evaluation.slices import slice_metrics
+    from components.release.gates import GatePolicy, decide
 
     p, ev = settings.promote, settings.evaluate
     policy = GatePolicy(
@@ -187,7 +187,7 @@ def register_task(model_uri: str, name: str, run_id: str, tags: dict[str, str]):
 
 @task(name="build-bento", **IO_RETRIES)
 def package_task(settings: Settings, version: str, metadata: dict[str, str], schema: dict, root: Path) -> str:
-    from components.package import build_bento
+    from components.release.package import build_bento
 
     return build_bento(
         registered_model=settings.promote.registered_model,
@@ -204,14 +204,14 @@ def package_task(settings: Settings, version: str, metadata: dict[str, str], sch
 @task(name="infra-validation")
 def infra_task(bento_tag: str, rows, model_uri: str, p95_budget_ms: float):
     """Serve the exact bento on a free loopback port and compare it with the registered pyfunc."""
-    from components.infra_validation import validate_bento
+    from components.release.infra_validation import validate_bento
 
     return validate_bento(bento_tag, rows, model_uri, p95_budget_ms=p95_budget_ms)
 
 
 @task(name="promote", **IO_RETRIES)
 def promote_task(name: str, version: str, expected: str | None, reason: str, root: Path):
-    from components.promotion import compare_and_set_champion
+    from components.release.promotion import compare_and_set_champion
 
     return compare_and_set_champion(name, version, expected=expected, reason=reason, lock_dir=root / ".mlops")
 
@@ -222,10 +222,10 @@ def _basic_rules(settings: Settings) -> dict[str, Any]:
 
 
 def _request_schema(frame, feature_columns: list[str], contract_path: str | None) -> dict:
-    from components import request_schema
+    from components.serving import request_schema
 
     if contract_path:
-        from components.contract import load_contract
+        from components.data.contract import load_contract
 
         return request_schema.schema_from_contract(load_contract(contract_path), feature_columns)
     return request_schema.schema_from_frame(frame, feature_columns)
@@ -284,8 +284,8 @@ def _resolve(params_path: str, overrides: list[str] | None, data_path: str | Non
     where params.yaml leaves them null, so a fresh contract needs no --set.
     """
     from components import dataset_settings
-    from components.contract import load_contract
-    from components.train import check_supported_target
+    from components.data.contract import load_contract
+    from components.training.families import check_supported_target
 
     root = Path(params_path).resolve().parent
     extra = list(overrides or [])
@@ -319,7 +319,7 @@ def _release(ctx: _RunContext, model: TrainedModel, frame, test, decision, champ
     name = ctx.name
     if not decision.promote:
         if champion_version is not None and all(t["passed"] for t in decision.thresholds.values()):
-            from components.promotion import mark_challenger
+            from components.release.promotion import mark_challenger
 
             mark_challenger(name, version.version, lock_dir=ctx.root / ".mlops")
             return None, ["challenger"], []

@@ -38,7 +38,7 @@ def prefect_harness():
 
 def make_project(tmp: Path, *, rows: int | None = 300, seed: int = 0) -> Path:
     """A throw-away copy of the project's config with a small sample of the default dataset."""
-    from components.data import read_source, write_parquet
+    from components.data.dataset import read_source, write_parquet
 
     tmp.mkdir(parents=True, exist_ok=True)
     for name in ("params.yaml", "constraints.txt"):

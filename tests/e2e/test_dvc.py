@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from components.config import apply_overrides, load_raw
-from components.data import file_md5, read_source, write_parquet
+from components.data.dataset import file_md5, read_source, write_parquet
 from tests.conftest import FAST, ROOT, make_project
 
 pytestmark = pytest.mark.slow
@@ -145,7 +145,7 @@ def test_fresh_clone_pulls_the_outputs_and_is_up_to_date(repo, tmp_path):
 
 
 def test_release_on_purpose_gates_registers_and_tags_the_evaluated_model(repo):
-    from components import registry
+    from components.release import registry
 
     root, _ = repo
     yaml_before = (root / "dvc.yaml").read_bytes()

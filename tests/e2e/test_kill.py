@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from components.process_guard import alive
+from components.release.process_guard import alive
 from tests.conftest import FAST, ROOT, make_project
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux /proc")]
@@ -29,11 +29,11 @@ BUILD = """
 import json, sys
 from pathlib import Path
 import mlflow
-from components import registry
-from components.data import read_source
-from components.package import build_bento
-from components.request_schema import schema_from_frame
-from components.train import train_candidate
+from components.release import registry
+from components.data.dataset import read_source
+from components.release.package import build_bento
+from components.serving.request_schema import schema_from_frame
+from components.training.families import train_candidate
 
 root, home = Path(sys.argv[1]), Path(sys.argv[2])
 registry.configure_tracking(home)
@@ -51,7 +51,7 @@ print(json.dumps({"tag": tag}))
 # Holds a served bento open from a worker thread, like a Prefect task, until it is killed.
 HOLD = """
 import sys, threading, time
-from components.infra_validation import serve_bento
+from components.release.infra_validation import serve_bento
 
 def hold():
     with serve_bento(sys.argv[1], bentoml_home=sys.argv[2], timeout_s=180, env={"MLOPS_SERVE_WORKERS": "2"}) as s:
@@ -167,7 +167,7 @@ def test_sigkill_of_a_process_serving_a_bento_stops_the_server_and_its_workers(b
 
 
 def test_leaving_serve_bento_stops_everything_it_started(bento):
-    from components.infra_validation import serve_bento
+    from components.release.infra_validation import serve_bento
 
     with serve_bento(bento["tag"], bentoml_home=bento["home"], timeout_s=180, env={"MLOPS_SERVE_WORKERS": "2"}) as s:
         tree = [p for p in psutil.Process().children(recursive=True) if is_bentoml(cmdline(p))]

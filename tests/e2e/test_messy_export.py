@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components import registry
+from components.release import registry
 from tests.conftest import FAST, make_project
 from tests.messy import messy_frame, write_messy_export
 
@@ -20,7 +20,7 @@ MODEL = "churn"  # named after the contract, which `contract infer` names after 
 
 
 def _cli(*argv: str) -> int:
-    from flows.cli import main
+    from flows.cli.main import main
 
     return main([str(a) for a in argv])
 
@@ -44,7 +44,7 @@ def churn_run(project, prefect_harness):
 
 
 def test_draft_contract_sees_categories_ids_blanks_and_slices(project, churn_run):
-    from components.contract import load_contract
+    from components.data.contract import load_contract
 
     contract = load_contract(project / "contracts" / "churn.yaml")
     kinds = {c.name: c.dtype for c in contract.columns}
@@ -68,9 +68,9 @@ def test_run_with_no_overrides_promotes_a_model_that_beats_the_prior(churn_run):
 
 def test_in_process_pyfunc_and_http_predictions_are_identical(project, churn_run):
     """Raw rows, blanks and the rare level included, give the same answer whichever way they go in."""
-    from components.contract import load_contract, read_with_contract
-    from components.infra_validation import frame_to_records, serve_bento
-    from components.model import pyfunc_input
+    from components.data.contract import load_contract, read_with_contract
+    from components.model.trained import pyfunc_input
+    from components.release.infra_validation import frame_to_records, serve_bento
 
     contract = load_contract(project / "contracts" / "churn.yaml")
     raw = read_with_contract(project / "exports" / "churn.csv", contract)
@@ -111,7 +111,7 @@ def test_status_lists_the_dataset_model_by_its_contract_name(project, churn_run,
 
 def test_a_model_no_better_than_the_prior_is_not_promoted(project, churn_run, tmp_path):
     """Labels unrelated to the features (a seed messy_frame does not use): kept, with the baseline as the reason."""
-    from components.contract import infer_contract, save_contract
+    from components.data.contract import infer_contract, save_contract
 
     frame = messy_frame(rows=2000, seed=7)
     frame["Churn"] = np.random.default_rng(1007).choice(["Yes", "No"], size=len(frame), p=[0.3, 0.7])
@@ -153,7 +153,7 @@ def test_a_failure_after_registration_is_recorded_on_the_version_and_the_run(pro
     def boom(*args, **kwargs):
         raise RuntimeError("injected failure while serving the bento")
 
-    monkeypatch.setattr("components.infra_validation.validate_bento", boom)
+    monkeypatch.setattr("components.release.infra_validation.validate_bento", boom)
     registry.configure_tracking(project)
     before = registry.alias_version(MODEL, "champion")
     with pytest.raises(RuntimeError, match="injected failure"):

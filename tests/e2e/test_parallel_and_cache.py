@@ -7,7 +7,7 @@ trains nothing; a change to one candidate's params re-fits that candidate only.
 
 import pytest
 
-from components import registry
+from components.release import registry
 from tests.conftest import FAST, make_project
 
 pytestmark = pytest.mark.slow

@@ -80,7 +80,7 @@ def run(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float = 300) ->
 
 def copy_project(dest: Path) -> Path:
     """The working tree as git sees it (tracked + new, not ignored), a small dataset, one commit."""
-    from components.data import read_source, write_parquet
+    from components.data.dataset import read_source, write_parquet
 
     listed = (
         subprocess.run(

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from components.config import load_settings, params_hash
-from components.data import file_md5
-from components.lineage import git_commit
+from components.data.dataset import file_md5
+from components.release.lineage import git_commit
 from tests.conftest import make_project
 from tests.e2e.test_prefect_server import IDENTITY, background, clean_env, free_port, run, wait_healthy
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from components.infra_validation import serve_bento, validate_bento
+from components.release.infra_validation import serve_bento, validate_bento
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,13 +25,13 @@ BUILD = """
 import json, sys
 from pathlib import Path
 import mlflow
-from components import registry
-from components.contract import load_contract
-from components.data import read_source
-from components.deploy import bento_dockerfile_path
-from components.package import build_bento
-from components.request_schema import schema_from_contract
-from components.train import train_candidate
+from components.release import registry
+from components.data.contract import load_contract
+from components.data.dataset import read_source
+from components.release.deploy import bento_dockerfile_path
+from components.release.package import build_bento
+from components.serving.request_schema import schema_from_contract
+from components.training.families import train_candidate
 
 root, home, max_batch = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 registry.configure_tracking(home)
@@ -99,7 +99,7 @@ def client(server):
 
 @pytest.fixture(scope="module")
 def holdout():
-    from components.data import read_source
+    from components.data.dataset import read_source
 
     frame = read_source("sklearn:breast_cancer")
     return frame.drop(index=frame.sample(200, random_state=0).index).drop(columns="target").head(60)
@@ -107,7 +107,7 @@ def holdout():
 
 @pytest.fixture(scope="module")
 def records(holdout):
-    from components.infra_validation import frame_to_records
+    from components.release.infra_validation import frame_to_records
 
     return frame_to_records(holdout)
 

@@ -7,7 +7,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from components import registry
+from components.release import registry
 from tests.conftest import FAST, make_project
 
 pytestmark = pytest.mark.slow
@@ -124,7 +124,7 @@ def _bad_variants(frame: pd.DataFrame) -> dict[str, tuple[object, str]]:
     ],
 )
 def test_rejected_data_stops_before_training_and_registers_nothing(project, two_runs, tmp_path, variant):
-    from flows.cli import main
+    from flows.cli.main import main
 
     good = pd.read_parquet(project / "data" / "dataset.parquet")
     content, expected = _bad_variants(good)[variant]
@@ -142,7 +142,7 @@ def test_rejected_data_stops_before_training_and_registers_nothing(project, two_
 
 
 def test_rejection_message_names_rule_column_and_report(project, two_runs, tmp_path, capsys):
-    from flows.cli import main
+    from flows.cli.main import main
 
     bad = pd.read_parquet(project / "data" / "dataset.parquet")
     bad.loc[:10, "mean radius"] = -5.0
@@ -156,8 +156,8 @@ def test_bring_your_own_csv_with_its_own_contract(project, two_runs, tmp_path):
     """A CSV with a categorical column and an id column marked not-a-feature, through the whole pipeline."""
     import numpy as np
 
-    from components.contract import infer_contract, save_contract
-    from flows.cli import main
+    from components.data.contract import infer_contract, save_contract
+    from flows.cli.main import main
 
     rng = np.random.default_rng(1)
     n = 400
@@ -199,7 +199,7 @@ def test_crash_between_registration_and_promotion_leaves_champion_alone(project,
     def boom(*args, **kwargs):
         raise RuntimeError("injected crash before promotion")
 
-    monkeypatch.setattr("components.promotion.compare_and_set_champion", boom)
+    monkeypatch.setattr("components.release.promotion.compare_and_set_champion", boom)
     params = str(project / "params.yaml")
     registry.configure_tracking(project)
     champion_before = registry.alias_version(MODEL, "champion")
@@ -216,7 +216,7 @@ def test_crash_between_registration_and_promotion_leaves_champion_alone(project,
 
 
 def test_lineage_and_status_print_the_whole_chain(project, two_runs, capsys):
-    from flows.cli import main
+    from flows.cli.main import main
 
     params = str(project / "params.yaml")
     assert main(["--params", params, "lineage", "--alias", "champion"]) == 0
@@ -237,7 +237,7 @@ def test_lineage_and_status_print_the_whole_chain(project, two_runs, capsys):
 
 
 def test_missing_dataset_and_bad_params_exit_with_clear_codes(project, tmp_path, capsys):
-    from flows.cli import main
+    from flows.cli.main import main
 
     params = str(project / "params.yaml")
     assert main(["--params", params, "run", "--data", str(tmp_path / "nope.parquet")]) == 3

@@ -1,0 +1,22 @@
+"""MLflow models-from-code entry: the pyfunc wrapper every registered model uses.
+
+MLflow stores this file's source (not a pickle) with the model. At load time it
+rebuilds the model from skops / state_dict files, so preprocessing travels with
+the model and no arbitrary pickle is ever loaded. Never imported by our code.
+"""
+
+import mlflow
+from mlflow.pyfunc import PythonModel
+
+
+class TabularClassifier(PythonModel):
+    def load_context(self, context):
+        from components.model.trained import load_model
+
+        self._model = load_model(context.artifacts["model_dir"])
+
+    def predict(self, context, model_input, params=None):
+        return self._model.predict_frame(model_input)
+
+
+mlflow.models.set_model(TabularClassifier())

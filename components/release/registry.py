@@ -1,0 +1,192 @@
+"""Tracking and the model registry (MLflow). Aliases, never stages.
+
+The default store is a SQLite file and an artifact folder in the project;
+``MLFLOW_TRACKING_URI`` points the same code at a server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from components.model.trained import TrainedModel, canonical_frame, save_model
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT = "training-pipeline"
+_uris_we_set: set[str] = set()
+# What ships inside every MLflow model: the model package, and nothing else of components/.
+_MODEL_PACKAGE = Path(__file__).resolve().parents[1] / "model"
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    name: str
+    version: str
+    run_id: str
+    model_uri: str
+
+
+def configure_tracking(root: str | Path) -> str:
+    """Point MLflow at ``MLFLOW_TRACKING_URI`` or the project's SQLite store; return the URI."""
+    import mlflow
+
+    root = Path(root).resolve()
+    # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI; only a value we never set is the user's.
+    from_env = os.environ.get("MLFLOW_TRACKING_URI")
+    user_uri = from_env if from_env and from_env not in _uris_we_set else None
+    uri = user_uri or f"sqlite:///{root / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    if not user_uri and os.environ.get("MLFLOW_TRACKING_URI"):
+        _uris_we_set.add(os.environ["MLFLOW_TRACKING_URI"])
+    mlflow.set_registry_uri(uri)
+    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+        location = None if uri.startswith("http") else (root / "mlartifacts").as_uri()
+        try:
+            mlflow.create_experiment(EXPERIMENT, artifact_location=location)
+        except Exception:  # another process created it first
+            if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+                raise
+    mlflow.set_experiment(EXPERIMENT)
+    return uri
+
+
+@functools.cache
+def pip_requirements(with_torch: bool) -> tuple[str, ...]:
+    """Exact pins for the model environment, computed once (no slow inference per model)."""
+    names = ["mlflow", "scikit-learn", "skops", "pandas", "numpy", "pyarrow", "scipy"]
+    if with_torch:
+        names.append("torch")
+    pins = []
+    for name in names:
+        try:
+            pins.append(f"{name}=={version(name).split('+')[0]}")
+        except PackageNotFoundError:
+            pins.append(name)
+    return tuple(pins)
+
+
+def _shipped_code(tmp: Path) -> Path:
+    """``components/`` holding only the model package, so the model imports it by its real name."""
+    shipped = tmp / "code" / "components"
+    shutil.copytree(_MODEL_PACKAGE, shipped / "model", ignore=shutil.ignore_patterns("__pycache__"))
+    (shipped / "__init__.py").write_text("")
+    return shipped
+
+
+def log_model(model: TrainedModel, example: pd.DataFrame) -> str:
+    """Log ``model`` as a pyfunc in the active run; return its model URI."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    example = example[model.feature_columns].head(5)
+    if model.kinds is not None:  # the signature declares what components.model.trained.pyfunc_input hands the model
+        example = canonical_frame(example, model.kinds, keep_categorical=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = save_model(model, Path(tmp) / "model")
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(_MODEL_PACKAGE / "pyfunc_entry.py"),
+            artifacts={"model_dir": str(model_dir)},
+            code_paths=[str(_shipped_code(Path(tmp)))],
+            signature=infer_signature(example, model.predict_frame(example)),
+            input_example=example,
+            pip_requirements=list(pip_requirements(model.family == "torch_mlp")),
+        )
+    return info.model_uri
+
+
+def register(model_uri: str, name: str, run_id: str, tags: dict[str, str]) -> RegisteredVersion:
+    """Create a new version of registered model ``name`` carrying lineage ``tags``."""
+    import mlflow
+
+    mv = mlflow.register_model(model_uri, name, tags=tags)
+    log.info("registered %s version %s", name, mv.version)
+    return RegisteredVersion(name=name, version=str(mv.version), run_id=run_id, model_uri=model_uri)
+
+
+def client():
+    from mlflow import MlflowClient
+
+    return MlflowClient()
+
+
+_NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+
+
+def alias_version(name: str, alias: str) -> str | None:
+    """The version an alias points at, or None if the model or alias does not exist.
+
+    Any other failure (a tracking server that is down) propagates, so callers retry instead of
+    mistaking an outage for "no champion".
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client().get_model_version_by_alias(name, alias).version)
+    except MlflowException as err:
+        if err.error_code in _NOT_FOUND:
+            return None
+        raise
+
+
+def set_alias(name: str, alias: str, version: str) -> None:
+    client().set_registered_model_alias(name, alias, version)
+
+
+def delete_alias(name: str, alias: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    with contextlib.suppress(MlflowException):
+        client().delete_registered_model_alias(name, alias)
+
+
+def set_version_tags(name: str, version: str, tags: dict[str, Any]) -> None:
+    c = client()
+    for key, value in tags.items():
+        c.set_model_version_tag(name, version, key, str(value))
+
+
+def find_completed(name: str, fingerprint: str) -> dict[str, Any] | None:
+    """The newest version whose run finished (tag ``completed``) with this exact fingerprint."""
+    for row in list_versions(name):
+        if row["tags"].get("fingerprint") == fingerprint and row["tags"].get("completed") == "true":
+            return row
+    return None
+
+
+def list_versions(name: str) -> list[dict[str, Any]]:
+    """Every version of ``name``, newest first, with aliases, tags and its run's metrics."""
+    from mlflow.exceptions import MlflowException
+
+    c = client()
+    try:
+        aliases_by_version: dict[str, list[str]] = {}
+        for alias, ver in c.get_registered_model(name).aliases.items():
+            aliases_by_version.setdefault(str(ver), []).append(alias)
+    except MlflowException:
+        return []
+    rows = []
+    for mv in c.search_model_versions(f"name='{name}'"):
+        metrics = c.get_run(mv.run_id).data.metrics if mv.run_id else {}
+        rows.append(
+            {
+                "version": str(mv.version),
+                "aliases": sorted(aliases_by_version.get(str(mv.version), [])),
+                "tags": dict(mv.tags),
+                "metrics": metrics,
+                "run_id": mv.run_id,
+                "created": mv.creation_timestamp,
+            }
+        )
+    return sorted(rows, key=lambda r: int(r["version"]), reverse=True)

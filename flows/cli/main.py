@@ -1,0 +1,196 @@
+"""`mlops`: the command line over the same components and flows.
+
+Exit codes: 0 ok, 1 unexpected error, 2 bad params or arguments, 3 data missing,
+4 data rejected by the contract, 5 nothing to act on (e.g. no champion).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from flows.runtime import EXIT_NOTHING
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from components.config import load_settings
+    from components.data.dataset import file_md5, ingest
+
+    settings = load_settings(args.params)
+    root = Path(args.params).resolve().parent
+    out = ingest(settings.data.source, root / settings.data.path)
+    print(f"ingested {settings.data.source} -> {settings.data.path} (md5 {file_md5(out)})")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from flows.training import training_pipeline
+
+    result = training_pipeline(
+        params_path=args.params,
+        overrides=args.set,
+        data_path=args.data,
+        contract=args.contract,
+        force=args.force,
+    )
+    print(result["markdown"])
+    return 0
+
+
+def model_summaries(alias: str, metric: str) -> list[dict[str, Any]]:
+    """One row per registered model: its ``alias`` version, latest version, count, test metric, decision.
+
+    Only the alias's run is fetched (for the metric), so listing a store with many versions stays quick.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from components.release import registry
+    from flows.cli.registry import all_pages
+
+    c = registry.client()
+    rows = []
+    for model in all_pages(c.search_registered_models):
+        versions = all_pages(c.search_model_versions, filter_string=f"name='{model.name}'")
+        latest = max(versions, key=lambda v: int(v.version), default=None)
+        champion = registry.alias_version(model.name, alias)
+        run_id = next((v.run_id for v in versions if str(v.version) == champion), None)
+        value = None
+        if run_id:
+            try:
+                value = c.get_run(run_id).data.metrics.get(f"test_{metric}")
+            except MlflowException:  # a deleted run still leaves the rest of the listing useful
+                value = None
+        rows.append(
+            {
+                "name": model.name,
+                "champion": champion,
+                "latest": str(latest.version) if latest else None,
+                "versions": len(versions),
+                "metric": value,
+                "decision": latest.tags.get("decision") if latest else None,
+            }
+        )
+    return sorted(rows, key=lambda r: r["name"])
+
+
+def _print_all_models(alias: str, metric: str) -> int:
+    rows = model_summaries(alias, metric)
+    if not rows:
+        print("no registered models yet: run `mlops run`")
+        return EXIT_NOTHING
+    width = max(len("model"), *(len(r["name"]) for r in rows))
+    print(f"{'model':<{width}}  {alias:>10} {'latest':>6} {'versions':>8} {'test ' + metric:>13}  decision")
+    for r in rows:
+        value = "-" if r["metric"] is None else f"{r['metric']:.4f}"
+        print(
+            f"{r['name']:<{width}}  {r['champion'] or '-':>10} {r['latest'] or '-':>6} {r['versions']:>8} "
+            f"{value:>13}  {r['decision'] or '-'}"
+        )
+    return 0
+
+
+def _print_model_versions(name: str, metric: str) -> int:
+    from components.release import registry
+
+    rows = registry.list_versions(name)
+    if not rows:
+        print(f"no versions of '{name}' registered yet: run `mlops run`")
+        return EXIT_NOTHING
+    header = f"{'version':>7}  {'aliases':<28} {'candidate':<10} {'test ' + metric:>13}  {'dataset md5':<12} decision"
+    print(f"registered model {name}\n{header}")
+    for r in rows:
+        t = r["tags"]
+        value = r["metrics"].get(f"test_{metric}")
+        print(
+            f"{r['version']:>7}  {','.join(r['aliases']) or '-':<28} {t.get('candidate', '-'):<10} "
+            f"{'-' if value is None else f'{value:.4f}':>13}  {t.get('dataset_md5', '-')[:12]:<12} "
+            f"{t.get('decision', '-')}: {t.get('decision_reason', '')}"
+        )
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """With ``--model``: that model's versions. Without: one line per registered model in the store."""
+    from components.config import load_settings
+    from components.release import registry
+    from flows.cli.registry import unknown_model
+
+    settings = load_settings(args.params)
+    registry.configure_tracking(Path(args.params).resolve().parent)
+    metric = settings.evaluate.primary_metric
+    if args.model is None:
+        return _print_all_models(settings.promote.alias, metric)
+    problem = unknown_model(args.model)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_NOTHING
+    return _print_model_versions(args.model, metric)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlops", description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="write the configured dataset source into data/ as Parquet")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("run", help="run the training pipeline once")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a params key for this run (repeatable), e.g. train.candidates.hgb.max_iter=50",
+    )
+    p.add_argument("--data", help="train on this CSV/Parquet file instead of data.path")
+    p.add_argument("--contract", help="validate with this data contract (YAML)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="train even if a finished version already has this data, params and code",
+    )
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("status", help="every registered model, or one model's versions with aliases and metrics")
+    p.add_argument("--model", default=None, metavar="NAME", help="list this registered model's versions")
+    p.set_defaults(func=cmd_status)
+
+    from flows.cli import registry as cli_more
+
+    cli_more.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("alembic", "mlflow.store", "urllib3", "git", "bentoml", "httpx", "great_expectations"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from flows.runtime import prepare_environment
+
+    prepare_environment(Path(args.params).resolve().parent)
+
+    from flows.runtime import exit_code_for, watch_descendants
+
+    if argv is None:  # the `mlops` process itself; a caller of main(argv) (a test) lives on and owns its children
+        watch_descendants(args.command)
+    try:
+        return args.func(args)
+    except Exception as err:
+        code = exit_code_for(err)
+        if code is None:
+            raise
+        return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Pure parts of infra validation; the served comparison runs in tests/e2e/test_serving.py."""
+
+import json
+import math
+import socket
+
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+
+from components.release.infra_validation import (
+    InfraReport,
+    ServeError,
+    check_exact_tag,
+    compare_predictions,
+    frame_to_records,
+    free_port,
+    serve_bento,
+)
+
+
+def test_records_keep_full_precision_and_turn_missing_into_null():
+    x = 0.1 + 0.2  # 0.30000000000000004: needs all 17 digits
+    frame = pd.DataFrame({"a": [x, np.nan], "b": pd.array([1, None], dtype="Int64"), "c": ["p", None]})
+    records = frame_to_records(frame)
+    assert records == [{"a": x, "b": 1, "c": "p"}, {"a": None, "b": None, "c": None}]
+    assert json.loads(json.dumps(records))[0]["a"] == x  # JSON round trip is exact, no NaN tokens
+
+
+def test_compare_predictions_counts_labels_and_max_probability_gap():
+    expected = pd.DataFrame({"label": [0, 1, 1], "probability": [0.1, 0.9, 0.8]})
+    same = [{"label": 0, "probability": 0.1}, {"label": 1, "probability": 0.9}, {"label": 1, "probability": 0.8}]
+    assert compare_predictions(expected, same) == (0, 0.0)
+    other = [{"label": 1, "probability": 0.6}, *same[1:]]
+    mismatches, diff = compare_predictions(expected, other)
+    assert mismatches == 1 and diff == pytest.approx(0.5)
+    assert compare_predictions(expected, same[:2]) == (3, math.inf)  # a lost answer fails everything
+
+
+@pytest.mark.parametrize("tag", ["name", "name:latest", ":v", ""])
+def test_only_exact_tags(tag):
+    with pytest.raises(ValueError, match="exact bento tag"):
+        check_exact_tag(tag)
+
+
+def test_free_port_is_bindable_on_loopback():
+    port = free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+
+
+def test_report_is_frozen():
+    report = InfraReport(passed=False, reason="x", bento_tag="a:b", n_rows=0)
+    with pytest.raises(AttributeError):
+        report.passed = True  # type: ignore[misc]
+
+
+@pytest.mark.slow
+def test_serving_an_unknown_bento_fails_with_its_log_and_leaves_nothing_running(tmp_path):
+    before = {p.pid for p in psutil.process_iter()}
+    with (
+        pytest.raises(ServeError, match="not found") as err,
+        serve_bento("no-such-bento:v1", bentoml_home=str(tmp_path), timeout_s=90),
+    ):
+        pass
+    assert "exited with code" in str(err.value)
+    leftovers = [
+        p.info
+        for p in psutil.process_iter(["pid", "cmdline"])
+        if p.info["pid"] not in before and "bentoml" in " ".join(p.info["cmdline"] or [])
+    ]
+    assert not leftovers
