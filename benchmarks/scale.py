@@ -100,11 +100,12 @@ class Clock:
 
 
 def run_ours(data: Path, s: dict, clock: Clock) -> dict[str, float]:
-    from components.data.contract import load_contract, model_frame, read_with_contract
+    from components.data.contract import load_contract
     from components.data.dataset import features_and_target, split
+    from components.data.reading import model_frame, read_with_contract
     from components.evaluation.metrics import evaluate
     from components.training.families import train_candidate
-    from components.validation.checks import validate_frame
+    from components.validation.validate import validate_frame
 
     contract = load_contract(CONTRACT)
     clock.lap("import")

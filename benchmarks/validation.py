@@ -61,7 +61,7 @@ def synthesise(contract, n: int, rng: np.random.Generator) -> pd.DataFrame:
 
 def source_frame(contract) -> tuple[pd.DataFrame | None, str]:
     """Adult's two files read through the contract, or None when ../shared is absent."""
-    from components.data.contract import read_with_contract
+    from components.data.reading import read_with_contract
 
     files = [ADULT / "adult.data", ADULT / "adult.test"]
     if not all(f.is_file() for f in files):
@@ -135,12 +135,13 @@ def plain_checks(frame: pd.DataFrame, contract) -> list[tuple[str, str | None, b
 def worker(impl: str, data: Path, out: Path) -> None:
     """Read ``data`` and validate it with ``impl``; write phase times and the verdict to ``out``."""
     t0 = time.perf_counter()
-    from components.data.contract import load_contract, normalise
+    from components.data.contract import load_contract
+    from components.data.reading import normalise
 
     if impl == "contract":
         import great_expectations  # noqa: F401  (imported by validate_frame anyway; timed apart)
 
-        from components.validation.checks import validate_frame
+        from components.validation.validate import validate_frame
     contract = load_contract(CONTRACT)
     t1 = time.perf_counter()
     frame = pd.read_parquet(data)

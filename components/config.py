@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from components.vocabulary import PRIMARY_METRICS
+
 
 class ConfigError(ValueError):
     """params.yaml (or an override) is invalid; the message names the key."""
@@ -218,7 +220,7 @@ class SliceSettings(_Section):
 
 
 class EvaluateSettings(_Section):
-    primary_metric: Literal["roc_auc", "pr_auc", "f1", "accuracy", "balanced_accuracy"]
+    primary_metric: Literal[PRIMARY_METRICS]  # type: ignore[valid-type]  (components.vocabulary)
     decision_threshold: float = Field(gt=0, lt=1)
     # Dataset-specific: null takes them from the contract's `evaluation` section (components.dataset_settings).
     thresholds: dict[str, float] | None = None

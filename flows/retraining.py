@@ -22,6 +22,7 @@ from components.config import load_settings, params_hash
 from components.data import dataset as data_mod
 from components.release.lineage import git_commit
 from flows.runtime import load_secret_env, prepare_environment, redact
+from flows.steps import TRAINING_CODE  # the code a training run's fingerprint hashes
 from flows.training import training_pipeline
 
 # What training reads: data content is hashed separately; package/serve do not change the model.
@@ -37,7 +38,6 @@ TRAINING_PARAM_KEYS = [
     "evaluate",
     "promote",
 ]
-TRAINING_CODE = ["components", "flows.training"]
 DATA_SUFFIXES = (".csv", ".parquet", ".pq")
 IO_RETRIES: dict[str, Any] = {"retries": 4, "retry_delay_seconds": [2, 5, 15, 30], "retry_jitter_factor": 0.3}
 

@@ -101,12 +101,12 @@ def watch_descendants(command: str) -> None:
     """For a command in ``WATCHED_COMMANDS``: stop what this process started once it dies, even by ``kill -9``.
 
     Prefect stops its temporary API server only in an ``atexit`` handler, which a SIGKILL never runs;
-    a watchdog process (``components.process_guard.start_watchdog``) outlives us to do it. Call it
+    a watchdog process (``components.release.process_guard.start_watchdog``) outlives us to do it. Call it
     before the command starts anything, at most once per process.
     """
     if command not in WATCHED_COMMANDS:
         return
-    from components.process_guard import start_watchdog
+    from components.release.process_guard import start_watchdog
 
     try:
         start_watchdog()
@@ -126,7 +126,7 @@ def exit_code_for(err: BaseException) -> int | None:
     from components.data.contract import ContractError, DataReadError
     from components.data.dataset import DataNotFoundError
     from components.release.promotion import PromotionError
-    from components.validation.checks import DataRejectedError
+    from components.validation.report import DataRejectedError
 
     codes = [
         ((ConfigError, ContractError), EXIT_CONFIG, "error"),

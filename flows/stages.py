@@ -1,8 +1,8 @@
 """`python -m flows.stages <stage>`: the DVC driver, one command per stage in dvc.yaml.
 
-Each command runs the component functions the `training-pipeline` flow runs, in the
-same order, with files under ``runs/dvc/`` between stages instead of objects in
-memory. Outputs are byte-stable for equal inputs (sorted-key JSON, seeded training,
+Each command runs the step bodies the `training-pipeline` flow runs (flows.steps,
+flows.release_steps), in the same order, with files under ``runs/dvc/`` between
+stages instead of objects in memory. Outputs are byte-stable for equal inputs (sorted-key JSON, seeded training,
 no timestamps or absolute paths), so ``dvc.lock`` reproduces on a fresh clone.
 
     ingest    the tracked data file read with the contract -> normalised copy + md5
@@ -10,7 +10,7 @@ no timestamps or absolute paths), so ``dvc.lock`` reproduces on a fresh clone.
     split     seeded train/val/test split
     train     one candidate (``train <name>``): model dir + validation metrics
     evaluate  choose the best on validation, assess it on test: metrics, plots
-    release   gate vs champion, register, package, promote (run on purpose)
+    release   gate vs champion, register, package, infra-validate, promote (run on purpose)
 """
 
 from __future__ import annotations
@@ -20,16 +20,16 @@ import json
 import logging
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flows import steps
 from flows.runtime import EXIT_CONFIG, EXIT_NO_DATA, EXIT_REJECTED  # noqa: F401  (shared exit codes)
+from flows.steps import RunContext
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from components.config import Settings
 
 log = logging.getLogger("flows.stages")
 
@@ -40,22 +40,11 @@ class StaleOutputsError(RuntimeError):
     """The outputs under runs/dvc are not what dvc.yaml, params and data give now."""
 
 
-@dataclass(frozen=True)
-class Ctx:
-    """What every stage needs: settings, the project root (params paths are relative to it), the out dir."""
+def read(ctx: RunContext, *parts: str) -> pd.DataFrame:
+    """A stage output under the out dir (``runs/dvc``) as a frame."""
+    import pandas as pd
 
-    settings: Settings
-    root: Path
-    out: Path
-
-    def contract_path(self) -> str | None:
-        contract = self.settings.validate_.contract
-        return str(self.root / contract) if contract else None
-
-    def read(self, *parts: str) -> pd.DataFrame:
-        import pandas as pd
-
-        return pd.read_parquet(self.out.joinpath(*parts))
+    return pd.read_parquet(ctx.out_dir.joinpath(*parts))
 
 
 def write_json(path: Path, data: Any) -> Path:
@@ -73,69 +62,53 @@ def read_json(path: Path) -> Any:
 # --- stages -------------------------------------------------------------------------
 
 
-def ingest(ctx: Ctx) -> None:
+def ingest(ctx: RunContext) -> None:
     """Read the DVC-tracked dataset as the flow does; write it normalised, with its md5."""
-    from components.data import dataset as data
+    from components.data.dataset import write_parquet
 
-    path = ctx.root / ctx.settings.data.path
-    if not path.is_file():
-        data.load_dataset(path)  # raises DataNotFoundError with the how-to
-    if contract := ctx.contract_path():
-        from components.data.contract import load_contract, read_with_contract
-
-        frame = read_with_contract(path, load_contract(contract))
-    else:
-        frame = data.load_dataset(path)
-    md5 = data.file_md5(path)
-    data.write_parquet(frame, ctx.out / "ingest" / "dataset.parquet")
+    frame, md5 = steps.load(ctx)
+    write_parquet(frame, ctx.out_dir / "ingest" / "dataset.parquet")
     info = {"path": ctx.settings.data.path, "md5": md5, "rows": len(frame), "columns": list(frame.columns)}
-    write_json(ctx.out / "ingest" / "dataset.json", info)
+    write_json(ctx.out_dir / "ingest" / "dataset.json", info)
     log.info("ingest: %s md5 %s, %d rows", ctx.settings.data.path, md5, len(frame))
 
 
-def validate(ctx: Ctx) -> None:
-    """Contract checks; the accepted rows (quarantine removed) go on, the report is kept either way."""
-    from components.data.contract import load_contract, model_frame
+def validate(ctx: RunContext) -> None:
+    """Contract checks and drift, as the flow runs them; the accepted rows go on, the report is kept either way."""
     from components.data.dataset import write_parquet
-    from components.validation.checks import DataRejectedError, basic_contract, validate_frame
-    from components.validation.report_html import write_report
+    from components.release import registry
+    from components.validation.report import DataRejectedError
 
-    frame = ctx.read("ingest", "dataset.parquet")
-    contract_path = ctx.contract_path()
-    contract = (
-        load_contract(contract_path)
-        if contract_path
-        else basic_contract(
-            frame,
-            ctx.settings.data.target,
-            min_rows=ctx.settings.validate_.min_rows,
-            max_null_fraction=ctx.settings.validate_.max_null_fraction,
-        )
-    )
-    report_dir = ctx.out / "validate" / "report"
-    report, accepted = validate_frame(frame, contract, quarantine_path=report_dir / "quarantine.csv")
-    html = write_report(report, report_dir, title=f"Validation of {len(frame)} rows")
-    summary = {"rows": report.n_rows, "quarantined": report.n_quarantined, "passed": report.success,
-               "quarantine_fraction": report.quarantine_fraction,
-               "warnings": len(report.warnings())}  # fmt: skip
-    write_json(ctx.out / "metrics" / "validation.json", summary)
-    if not report.success:
-        raise DataRejectedError(report, html)
-    write_parquet(model_frame(accepted, contract), ctx.out / "validate" / "accepted.parquet")
+    frame, md5 = read(ctx, "ingest", "dataset.parquet"), read_json(ctx.out_dir / "ingest" / "dataset.json")["md5"]
+    registry.configure_tracking(ctx.root)  # the drift reference is the champion's dataset
+    reference, note = steps.drift_reference(ctx, frame, md5)
+    log.info("drift reference: %s", note)
+    try:
+        report, accepted, _ = steps.validate(ctx, frame, reference, ctx.out_dir / "validate" / "report")
+    except DataRejectedError as err:  # DVC keeps the metrics of a rejected file too
+        _validation_metrics(ctx, err.report, note)
+        raise
+    _validation_metrics(ctx, report, note)
+    write_parquet(accepted, ctx.out_dir / "validate" / "accepted.parquet")
 
 
-def split(ctx: Ctx) -> None:
-    from components.data.dataset import split as seeded_split
+def _validation_metrics(ctx: RunContext, report: Any, reference_note: str) -> None:
+    write_json(ctx.out_dir / "metrics" / "validation.json",
+               {"rows": report.n_rows, "quarantined": report.n_quarantined, "passed": report.success,
+                "quarantine_fraction": report.quarantine_fraction, "warnings": len(report.warnings()),
+                "validation": steps.validation_note(report), "drift_reference": reference_note})  # fmt: skip
+
+
+def split(ctx: RunContext) -> None:
     from components.data.dataset import write_parquet
 
-    d = ctx.settings.data
-    splits = seeded_split(ctx.read("validate", "accepted.parquet"), d.target, d.test_size, d.val_size, d.seed)
+    splits = steps.split(ctx, read(ctx, "validate", "accepted.parquet"))
     for part, frame in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
-        write_parquet(frame, ctx.out / "split" / f"{part}.parquet")
+        write_parquet(frame, ctx.out_dir / "split" / f"{part}.parquet")
     log.info("split %s", splits.sizes())
 
 
-def train(ctx: Ctx, name: str) -> None:
+def train(ctx: RunContext, name: str) -> None:
     """Fit (or search) one candidate on train, scored on val: its model dir and val metrics.
 
     Same call as the Prefect flow (``choose_candidate``), fits one after another.
@@ -148,14 +121,14 @@ def train(ctx: Ctx, name: str) -> None:
     spec = settings.train.candidates.get(name)
     if spec is None:
         raise ConfigError(f"no candidate '{name}' in train.candidates (known: {', '.join(settings.train.candidates)})")
-    model_dir, metrics = ctx.out / "models" / name, ctx.out / "metrics" / "val" / f"{name}.json"
+    model_dir, metrics = ctx.out_dir / "models" / name, ctx.out_dir / "metrics" / "val" / f"{name}.json"
     shutil.rmtree(model_dir, ignore_errors=True)  # DVC does this too; direct runs must not keep old files
     if not spec.enabled:  # DVC still needs the outputs; evaluate skips disabled candidates
         write_json(model_dir / "disabled.json", {"candidate": name, "enabled": False})
         write_json(metrics, {})
         return
     ev, search = settings.evaluate, settings.train.search
-    train_frame, val_frame = ctx.read("split", "train.parquet"), ctx.read("split", "val.parquet")
+    train_frame, val_frame = read(ctx, "split", "train.parquet"), read(ctx, "split", "val.parquet")
 
     def fit_batch(specs: list[dict]) -> list:
         outcomes = []
@@ -177,29 +150,24 @@ def train(ctx: Ctx, name: str) -> None:
     log.info("candidate %s: val %s", name, outcome.result.metrics)
 
 
-def evaluate(ctx: Ctx) -> None:
+def evaluate(ctx: RunContext) -> None:
     """Choose the best enabled candidate on val (params order breaks ties), assess it on test."""
-    from components.evaluation.assess import assess_on_test
     from components.evaluation.metrics import EvalResult, choose_best
     from components.model.trained import load_model
 
-    ev, n_val = ctx.settings.evaluate, len(ctx.read("split", "val.parquet"))
-    results = [EvalResult(name, "val", n_val, read_json(ctx.out / "metrics" / "val" / f"{name}.json"))
+    ev, n_val = ctx.settings.evaluate, len(read(ctx, "split", "val.parquet"))
+    results = [EvalResult(name, "val", n_val, read_json(ctx.out_dir / "metrics" / "val" / f"{name}.json"))
                for name in ctx.settings.train.enabled()]  # fmt: skip
     best = choose_best(results, ev.primary_metric)
-    shutil.rmtree(ctx.out / "evaluate" / "plots", ignore_errors=True)
-    model, test = load_model(ctx.out / "models" / best.candidate), ctx.read("split", "test.parquet")
-    assessment = assess_on_test(
-        model, test, ctx.settings.data.target,
-        slice_columns=ev.slices.columns, min_slice_size=ev.slices.min_size, bins=ev.slices.bins,
-        behaviour_specs=ev.behaviour, out_dir=ctx.out / "evaluate",
-    )  # fmt: skip
-    write_json(ctx.out / "metrics" / "test.json", assessment.metrics)
+    shutil.rmtree(ctx.out_dir / "evaluate" / "plots", ignore_errors=True)
+    model, test = load_model(ctx.out_dir / "models" / best.candidate), read(ctx, "split", "test.parquet")
+    assessment = steps.assess(ctx, model, test, ctx.out_dir / "evaluate")
+    write_json(ctx.out_dir / "metrics" / "test.json", assessment.metrics)
     result = {"chosen": best.candidate, "primary_metric": ev.primary_metric,
               "candidates": {r.candidate: r.metrics for r in results}, "test_metrics": assessment.metrics,
               "slices": assessment.slices,
               "behaviour": [b.to_dict() for b in assessment.behaviour]}  # fmt: skip
-    write_json(ctx.out / "evaluate" / "result.json", result)
+    write_json(ctx.out_dir / "evaluate" / "result.json", result)
     log.info("chosen %s: test %s", best.candidate, assessment.metrics)
 
 
@@ -213,101 +181,67 @@ def check_up_to_date(root: Path, stage: str = "evaluate") -> None:
         raise StaleOutputsError(f"{', '.join(stale)} not up to date: run `dvc repro` first")
 
 
-def release(ctx: Ctx) -> None:
-    """Gate the evaluated model against the champion, register, package and promote it.
+def release(ctx: RunContext) -> None:
+    """Gate the evaluated model against the champion, register, package, infra-validate and promote it.
 
-    The steps are the flow's own task bodies called as plain functions (``.fn``: no
-    Prefect API), so both drivers gate, tag and promote alike, with the same tracking
-    configuration. Only the chosen candidate's model is logged; the others get a
-    child run with their val metrics.
+    The same tail as the Prefect flow (``release_steps.release`` with plain steps instead of tasks), so
+    both drivers gate, tag, validate the bento and promote alike. Only the chosen candidate's model is
+    logged; the others get a child run with their val metrics.
     """
     if (ctx.root / "dvc.yaml").is_file():
         check_up_to_date(ctx.root)
     import tempfile
 
     import mlflow
-    import numpy as np
 
-    from components.config import params_hash
     from components.evaluation.metrics import EvalResult
     from components.model.trained import load_model
     from components.release import registry
-    from components.release.lineage import git_commit, lineage_tags
-    from components.release.promotion import mark_challenger
+    from components.release.lineage import git_commit
     from components.training.search import CandidateOutcome
-    from flows import training as flow
+    from flows import release_steps
     from flows.runtime import prepare_environment
 
     prepare_environment(ctx.root)
-    s, target, name = ctx.settings, ctx.settings.data.target, ctx.settings.promote.registered_model
-    result, md5 = (
-        read_json(ctx.out / "evaluate" / "result.json"),
-        read_json(ctx.out / "ingest" / "dataset.json")["md5"],
-    )
-    accepted, test = ctx.read("validate", "accepted.parquet"), ctx.read("split", "test.parquet")
-    warnings = read_json(ctx.out / "metrics" / "validation.json")["warnings"]
-    model = load_model(ctx.out / "models" / result["chosen"])
+    result = read_json(ctx.out_dir / "evaluate" / "result.json")
+    ctx = steps.fingerprinted(ctx, read_json(ctx.out_dir / "ingest" / "dataset.json")["md5"])
+    accepted, train_frame = read(ctx, "validate", "accepted.parquet"), read(ctx, "split", "train.parquet")
+    test = read(ctx, "split", "test.parquet")
+    validation = read_json(ctx.out_dir / "metrics" / "validation.json")["validation"]
+    model = load_model(ctx.out_dir / "models" / result["chosen"])
     registry.configure_tracking(ctx.root)
-    with tempfile.TemporaryDirectory() as tmp:
-        assessment = flow.assess_task.fn(model, test, s, Path(tmp))
-    champion, champ_proba = flow.champion_task.fn(name, test, target)
-    prior = float(np.mean(ctx.read("split", "train.parquet")[target].to_numpy() == model.classes[1]))
-    decision = flow.gate_task.fn(s, assessment, champion, champ_proba, test, np.full(len(test), prior))
-    test_metrics = {f"test_{k}": v for k, v in assessment.metrics.items()}
-    with mlflow.start_run(run_name="dvc-release") as parent:
-        run_id, phash, commit = parent.info.run_id, params_hash(s.as_params()), git_commit(ctx.root)
-        mlflow.set_tags({"dataset_md5": md5, "git_commit": commit, "params_hash": phash, "driver": "dvc"})
-        mlflow.log_dict(s.as_params(), "params.json")
-        mlflow.log_artifacts(str(ctx.out / "validate" / "report"), "validation")
-        mlflow.log_artifacts(str(ctx.out / "evaluate" / "plots"), "plots")
-        mlflow.log_metrics(test_metrics)
+    registered: list[str] = []
+    with mlflow.start_run(run_name="dvc-release") as parent, release_steps.failures_recorded(ctx.name, registered):
+        ctx = replace(ctx, run_id=parent.info.run_id, commit=git_commit(ctx.root))
+        mlflow.set_tags(release_steps.run_tags(ctx))
+        mlflow.log_dict(ctx.settings.as_params(), "params.json")
+        mlflow.log_artifacts(str(ctx.out_dir / "validate" / "report"), "validation")
+        with tempfile.TemporaryDirectory() as tmp:  # plots and slices again: the gate needs the probabilities
+            assessment = steps.assess(ctx, model, test, Path(tmp))
+        mlflow.log_artifacts(str(ctx.out_dir / "evaluate" / "plots"), "plots")
+        mlflow.log_metrics({f"test_{k}": x for k, x in assessment.metrics.items()})
         for cand, metrics in result["candidates"].items():
             if cand != model.name:
-                with mlflow.start_run(run_name=cand, parent_run_id=run_id, nested=True):
+                with mlflow.start_run(run_name=cand, parent_run_id=ctx.run_id, nested=True):
                     mlflow.set_tag("candidate", cand)
-                    mlflow.log_metrics({f"val_{k}": v for k, v in metrics.items()})
-        val = EvalResult(model.name, "val", 0, result["candidates"][model.name])
-        outcome = CandidateOutcome(model, val)
-        child_id, model_uri = flow.log_candidate_task.fn(run_id, outcome, accepted.drop(columns=[target]))
-        with mlflow.start_run(run_id=child_id, nested=True):
-            mlflow.log_metrics(test_metrics)
-        tags = lineage_tags(dataset_md5=md5, dataset_path=s.data.path, git=commit, params_hash=phash,
-                            candidate=model.name, family=model.family) | decision.to_tags()  # fmt: skip
-        tags |= {
-            "pipeline_run_id": run_id, "driver": "dvc",
-            "validation": "passed" + (f" with {warnings} warnings" if warnings else ""),
-            "validation_report": f"{mlflow.get_artifact_uri('validation')}/validation_report.html",
-            "decision": "pending" if decision.promote else "keep", "decision_reason": decision.reason[:500],
-        }  # fmt: skip
-        version = flow.register_task.fn(model_uri, name, child_id, tags).version
-        mlflow.log_dict(decision.to_dict(), "promotion_decision.json")
-    bento_tag, aliases = None, []
-    if decision.promote:
-        metadata = {"model_version": version, "dataset_md5": md5, "git_commit": commit, "params_hash": phash,
-                    "candidate": model.name, "decision": "promote"}  # fmt: skip
-        schema = flow._request_schema(accepted, model.feature_columns, ctx.contract_path())
-        bento_tag = flow.package_task.fn(s, version, metadata, schema, ctx.root)
-        registry.set_version_tags(name, version, {"bento_tag": bento_tag})
-        outcome = flow.promote_task.fn(name, version, champion, decision.reason, ctx.root)
-        if outcome.promoted:
-            aliases = ["champion"]
-            registry.set_version_tags(name, version, {"decision": "promote"})
-        else:
-            registry.set_version_tags(name, version, {"decision": "keep", "decision_reason": outcome.reason})
-    elif all(t["passed"] for t in decision.thresholds.values()) and champion is not None:
-        mark_challenger(name, version, lock_dir=ctx.root / ".mlops")
-        aliases = ["challenger"]
-    registry.set_version_tags(name, version, {"completed": "true"})
-    record = {"version": version, "aliases": aliases, "bento_tag": bento_tag, "chosen": model.name,
-              "dataset_md5": md5, "decision": decision.to_dict()}  # fmt: skip
-    write_json(ctx.out / "release" / "release.json", record)
-    log.info("released %s v%s (%s): %s", name, version, ", ".join(aliases) or "no alias", decision.reason)
+                    mlflow.log_metrics({f"val_{k}": x for k, x in metrics.items()})
+        outcome = CandidateOutcome(model, EvalResult(model.name, "val", 0, result["candidates"][model.name]))
+        child_id, model_uri = release_steps.log_candidate(ctx.run_id, outcome, accepted.drop(columns=[ctx.target]))
+        report_uri = f"{mlflow.get_artifact_uri('validation')}/validation_report.html"
+        released = release_steps.release(ctx, model=model, model_uri=model_uri, child_run_id=child_id,
+                                         assessment=assessment, frame=accepted, train=train_frame, test=test,
+                                         validation=validation, report_uri=report_uri,
+                                         registered=registered)  # fmt: skip
+    record = {"version": released.version, "aliases": released.aliases, "bento_tag": released.bento_tag,
+              "chosen": model.name, "dataset_md5": ctx.md5, "decision": released.decision.to_dict(),
+              "notes": released.notes}  # fmt: skip
+    write_json(ctx.out_dir / "release" / "release.json", record)
+    log.info("released %s v%s (%s): %s", ctx.name, released.version, ", ".join(released.aliases) or "no alias",
+             released.decision.reason)  # fmt: skip
 
 
 # --- command line ---------------------------------------------------------------------
 
-# Stages that read dataset-specific settings (slices, behaviour, thresholds, model name) from the contract.
-DATASET_SPECIFIC = ("evaluate", "release")
 STAGES = {"ingest": ingest, "validate": validate, "split": split, "evaluate": evaluate, "release": release}
 
 
@@ -328,15 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("great_expectations", "alembic", "mlflow.store", "urllib3", "git", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from components.config import load_settings
-    from components.dataset_settings import load_configured_contract, resolve
     from flows.runtime import exit_code_for
 
     try:
-        settings, root = load_settings(args.params), Path(args.params).resolve().parent
-        if args.stage in DATASET_SPECIFIC:  # the others need no contract-derived setting: a missing file says so first
-            settings = resolve(settings, load_configured_contract(settings, root))
-        ctx = Ctx(settings, root, Path(args.out))
+        ctx = steps.resolve(args.params, driver="dvc", out_dir=Path(args.out), require_data=args.stage == "ingest")
         train(ctx, args.candidate) if args.stage == "train" else STAGES[args.stage](ctx)
     except StaleOutputsError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -3,21 +3,19 @@
 A contract is a YAML file (see ``contracts/``) loaded into frozen dataclasses.
 Every rule carries a severity: ``block`` stops the run, ``warn`` is reported,
 ``quarantine`` (row-level rules only) moves failing rows aside. This module
-holds the model, its YAML round trip, draft inference from a reference frame and
-reading CSV/Parquet files with the contract's reading options.
+holds the model (rules, reading and drift options, errors) and its dict/YAML
+round trip. Drafting a contract from a frame is in ``contract_inference``;
+reading files with one is in ``reading``. Both import from here, never the other
+way round, and this module needs neither pandas nor numpy.
 """
 
 from __future__ import annotations
 
-import math
 import re
-import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import yaml
 
 SEVERITIES = ("block", "warn", "quarantine")
@@ -28,8 +26,6 @@ COLUMN_RULES += ("outliers", "not_constant")
 TABLE_RULES = ("row_count", "extra_columns", "unique_keys", "labels", "min_classes", "class_balance")
 TABLE_RULES += ("quarantine_share",)
 DEFAULT_SEVERITY = {"outliers": "quarantine"}  # everything else defaults to "block"
-MAX_CATEGORIES = 20
-_NUMPY_DTYPE = {"float": np.dtype("float64"), "int": np.dtype("int64")}
 
 
 class ContractError(ValueError):
@@ -293,11 +289,9 @@ def contract_from_dict(d: dict) -> Contract:
 def _column_to_dict(col: ColumnRule) -> dict:
     default = ColumnRule(name=col.name)
     out: dict[str, Any] = {"dtype": col.dtype, "nullable": col.nullable}
-    for key in ("max_null_fraction", "min", "max", "allowed", "on_unseen", "regex", "feature"):
-        value = getattr(col, key)
-        if value != getattr(default, key):
-            out[key] = value
-    for key in ("not_constant", "max_abs_z", "severity"):
+    # The rest only where it differs from the default, so a written contract shows what was decided.
+    optional = ("max_null_fraction", "min", "max", "allowed", "on_unseen", "regex", "feature", "not_constant")
+    for key in (*optional, "max_abs_z", "severity"):
         if getattr(col, key) != getattr(default, key):
             out[key] = getattr(col, key)
     return out
@@ -351,6 +345,7 @@ def save_contract(contract: Contract, path: str | Path) -> None:
 
 
 def load_contract(path: str | Path) -> Contract:
+    """Read a contract YAML file; a missing file or invalid YAML is a ContractError too."""
     path = Path(path)
     if not path.is_file():
         raise ContractError(f"contract file not found: {path}")
@@ -359,352 +354,3 @@ def load_contract(path: str | Path) -> Contract:
     except yaml.YAMLError as err:
         raise ContractError(f"{path}: not valid YAML: {err}") from None
     return contract_from_dict(data)
-
-
-# --- inference --------------------------------------------------------------
-
-
-def _round_out(x: float, up: bool, digits: int = 4) -> float:
-    """Round outward to ``digits`` significant figures (keeps YAML readable)."""
-    if x == 0 or not math.isfinite(x):
-        return float(x)
-    scale = 10 ** (digits - 1 - math.floor(math.log10(abs(x))))
-    return (math.ceil(x * scale) if up else math.floor(x * scale)) / scale
-
-
-def _native(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
-
-
-def infer_dtype(series: pd.Series) -> str:
-    if pd.api.types.is_bool_dtype(series):
-        return "bool"
-    if pd.api.types.is_integer_dtype(series):
-        return "int"
-    if pd.api.types.is_numeric_dtype(series):
-        return "float"
-    non_null = series.dropna()
-    small = non_null.nunique() <= MAX_CATEGORIES and non_null.nunique() < max(2, len(non_null) // 2)
-    return "category" if small else "string"
-
-
-def looks_like_key(series: pd.Series, name: str) -> bool:
-    """Unique, complete, and named like an identifier (``id``, ``customer_id``, ``orderKey``)."""
-    words = re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower())
-    named = bool({"id", "key", "uuid"} & set(words))
-    return named and len(series) > 1 and series.notna().all() and series.is_unique
-
-
-def _infer_column(series: pd.Series, name: str, margin: float) -> ColumnRule:
-    dtype = infer_dtype(series)
-    null_share = float(series.isna().mean()) if len(series) else 0.0
-    non_null = series.dropna()
-    spec: dict[str, Any] = {"dtype": dtype, "nullable": null_share > 0}
-    if null_share > 0:
-        spec["max_null_fraction"] = round(min(1.0, max(null_share * 2, null_share + 0.01)), 4)
-    if dtype in ("float", "int") and len(non_null):
-        lo, hi = float(non_null.min()), float(non_null.max())
-        pad = margin * (hi - lo) or margin * abs(hi) or margin
-        low, high = _round_out(lo - pad, up=False), _round_out(hi + pad, up=True)
-        if lo >= 0:
-            low = max(low, 0.0)
-        if dtype == "int":
-            low, high = float(math.floor(low)), float(math.ceil(high))
-        spec.update(min=low, max=high)
-    if dtype == "category":
-        spec["allowed"] = sorted(str(v) for v in non_null.unique())
-    if dtype == "string" or (dtype == "int" and looks_like_key(series, name)):
-        spec["feature"] = False
-    spec["not_constant"] = non_null.nunique() > 1
-    return ColumnRule(name=name, **spec)
-
-
-def infer_contract(frame: pd.DataFrame, target: str, *, name: str | None = None, margin: float = 0.1) -> Contract:
-    """A draft contract from a reference frame: review and tighten it by hand."""
-    if target not in frame.columns:
-        raise ContractError(f"target: '{target}' is not a column of the frame")
-    columns = []
-    for col in frame.columns:
-        rule = _infer_column(frame[col], str(col), margin)
-        if col == target:
-            rule = ColumnRule(name=rule.name, dtype=rule.dtype, feature=False, not_constant=False)
-        columns.append(rule)
-    shares = frame[target].value_counts(normalize=True)
-    labels = sorted(_native(v) for v in shares.index)
-    balance = {_native(k): (round(max(0.0, v - margin), 4), round(min(1.0, v + margin), 4)) for k, v in shares.items()}
-    keys = [c.name for c in columns if c.name != target and looks_like_key(frame[c.name], c.name)]
-    return Contract(
-        name=name or "inferred",
-        columns=tuple(columns),
-        target=target,
-        labels=labels,
-        class_balance=dict(sorted(balance.items(), key=lambda kv: str(kv[0]))),
-        min_rows=max(1, int(len(frame) * margin)),
-        max_rows=None,
-        keys=keys[:1],
-        evaluation=draft_evaluation(frame, columns),
-    )
-
-
-SLICE_MAX_LEVELS = 8  # more levels make slices too small to compare
-
-
-def draft_evaluation(frame: pd.DataFrame, columns: list[ColumnRule]) -> dict[str, Any]:
-    """No thresholds (the baseline gate applies), slices on up to three low-cardinality categoricals."""
-    sliceable = [
-        c.name for c in columns if c.feature and c.dtype == "category" and frame[c.name].nunique() <= SLICE_MAX_LEVELS
-    ]
-    min_size = max(15, len(frame) // 100)
-    return {"thresholds": {}, "slices": {"columns": sliceable[:3], "min_size": min_size, "bins": 4}, "behaviour": []}
-
-
-# --- reading files ----------------------------------------------------------
-
-
-def _locate_bad_bytes(path: Path, encoding: str, sep: str, header: list[str]) -> str:
-    """Say where the first undecodable byte is: line, column and byte offset."""
-    data = path.read_bytes()
-    try:
-        data.decode(encoding)
-    except UnicodeDecodeError as err:
-        pos = err.start
-        line_start = data.rfind(b"\n", 0, pos) + 1
-        field_no = data.count(sep.encode(), line_start, pos)
-        column = header[field_no] if field_no < len(header) else f"field {field_no + 1}"
-        line_no = data.count(b"\n", 0, pos) + 1
-        return f"byte 0x{data[pos]:02x} at offset {pos} (line {line_no}, column '{column}')"
-    return "undecodable bytes"
-
-
-def _check_last_line(path: Path, sep: str, n_fields: int, header: list[str], encoding: str) -> None:
-    """A last line with fewer fields than the header means the file was cut short."""
-    import csv
-
-    with open(path, "rb") as handle:
-        handle.seek(max(0, path.stat().st_size - (1 << 16)))
-        tail = handle.read().decode(encoding, errors="replace")
-    lines = [line for line in tail.splitlines() if line.strip()]
-    if not lines:
-        return
-    parsed = next(csv.reader([lines[-1]], delimiter=sep, skipinitialspace=True))
-    if len(parsed) < n_fields:
-        raise DataReadError(
-            f"{path}: last line has {len(parsed)} of {n_fields} fields (truncated file?); "
-            f"column '{header[len(parsed)]}' and after are missing"
-        )
-
-
-def _read_csv(path: Path, opts: ReadOptions, expected: list[str] | None) -> pd.DataFrame:
-    sep = opts.delimiter or ","
-    with open(path, "rb") as handle:
-        if not handle.read(4096).strip():
-            raise DataReadError(f"{path}: file is empty")
-    try:
-        with warnings.catch_warnings():  # extra fields: pandas only warns and drops data
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(
-                path,
-                sep=sep,
-                na_values=opts.na_values,
-                keep_default_na=True,
-                skipinitialspace=opts.strip_whitespace,
-                encoding=opts.encoding,
-                index_col=False,
-                low_memory=False,
-            )
-    except pd.errors.EmptyDataError:
-        raise DataReadError(f"{path}: file is empty") from None
-    except UnicodeDecodeError:
-        with open(path, "rb") as handle:
-            first = handle.readline().decode(opts.encoding, errors="replace")
-        header = [h.strip() for h in first.rstrip("\r\n").split(sep)]
-        where = _locate_bad_bytes(path, opts.encoding, sep, header)
-        raise DataReadError(f"{path}: not valid {opts.encoding}: {where}") from None
-    except pd.errors.ParserError as err:
-        raise DataReadError(f"{path}: malformed CSV: {err}") from None
-    except pd.errors.ParserWarning:
-        raise DataReadError(f"{path}: malformed CSV: some rows have more fields than the header") from None
-    frame.columns = _unique_names([str(c).strip() for c in frame.columns])
-    if expected is not None and not set(frame.columns) & set(expected):
-        header = " ".join(map(str, frame.columns))
-        likely = [d for d in (",", ";", "\t", "|") if d != sep and d in header]
-        hint = f"; the header looks {likely[0]!r}-separated" if likely else ""
-        raise DataReadError(
-            f"{path}: none of the contract's columns were found with delimiter {sep!r}: wrong delimiter? "
-            f"(header parsed as {list(frame.columns)[:5]}{hint})"
-        )
-    if len(frame):
-        _check_last_line(path, sep, frame.shape[1], list(frame.columns), opts.encoding)
-    return frame
-
-
-def _unique_names(names: list[str]) -> list[str]:
-    """Header names made unique the way pandas does it (``id``, ``id.1``): it only does so for
-    exact repeats, and stripping can make two names equal ("id" and "id "). Two equal names
-    would make ``frame[name]`` a frame and crash normalising; a renamed copy is reported by
-    the ``extra_columns`` rule instead."""
-    seen: set[str] = set()
-    out = []
-    for name in names:
-        unique, n = name, 0
-        while unique in seen:
-            n += 1
-            unique = f"{name}.{n}"
-        seen.add(unique)
-        out.append(unique)
-    return out
-
-
-def _is_text(series: pd.Series) -> bool:
-    """The string dtype, or objects that are all str. An object column of Python bools (how
-    pandas reads True/False with blanks) is not text: it must become "True"/"False" strings,
-    or a category contract drafted from that very file rejects it."""
-    if pd.api.types.is_string_dtype(series):
-        return True
-    return pd.api.types.is_object_dtype(series) and pd.api.types.infer_dtype(series, skipna=True) == "string"
-
-
-# What a bool column may hold in a file (compared lower-cased and stripped; numbers by value).
-BOOL_WORDS: dict[Any, bool] = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
-BOOL_WORDS |= {1: True, 0: False}
-
-
-def _cast(series: pd.Series, dtype: str) -> pd.Series:
-    """Cast to the declared dtype; values that do not fit leave the column as it is."""
-    # ``dtype in``: numpy reads ``float64 == None`` as true, which returned float columns declared
-    # bool/category/string uncast (1.0/0.0/blank flags, numeric codes with a blank).
-    if dtype in _NUMPY_DTYPE and isinstance(series.dtype, np.dtype) and series.dtype == _NUMPY_DTYPE[dtype]:
-        return series  # already what the cast below would produce: skip its full-column passes
-    if series.isna().all():
-        return series
-    if dtype in ("float", "int"):
-        if pd.api.types.is_bool_dtype(series):
-            return series
-        numbers = series if pd.api.types.is_numeric_dtype(series) else pd.to_numeric(series, errors="coerce")
-        if numbers.notna().sum() < series.notna().sum():
-            return series  # some values are not numbers: the dtype rule reports them
-        integral = dtype == "int" and numbers.notna().all() and (numbers % 1 == 0).all()
-        return numbers.astype("int64") if integral else numbers.astype("float64")
-    if dtype == "bool":
-        if pd.api.types.is_bool_dtype(series):
-            return series
-        # Numbers are matched by value: a 1/0 column with a blank is read as 1.0/0.0.
-        keys = series if pd.api.types.is_numeric_dtype(series) else series.astype("str").str.strip().str.lower()
-        mapped = keys.map(BOOL_WORDS).where(series.notna())
-        if mapped.notna().sum() < series.notna().sum():
-            return series  # some values are not booleans: the dtype rule reports them
-        # Blanks stay missing (nullable "boolean"), so not_null/null_fraction judge them, not dtype.
-        return mapped.astype("boolean") if mapped.isna().any() else mapped.astype(bool)
-    if _is_text(series):
-        return series
-    if pd.api.types.is_float_dtype(series) and (series.dropna() % 1 == 0).all():
-        series = series.astype("Int64")
-    return series.astype("str").where(series.notna())
-
-
-def _clean_text(series: pd.Series, opts: ReadOptions, suffix: str | None) -> pd.Series:
-    """Strip whitespace, blank missing-value tokens and cut the label suffix of a text column.
-
-    For the pandas string dtype the decision is made on the distinct values (a few dozen for a
-    category, against millions of rows) and each step runs over the rows only when some value
-    needs it; a clean column comes back as it is, uncopied. Object columns always take every step,
-    as before: stripping is also what turns them into the string dtype.
-    """
-    strip = opts.strip_whitespace
-    if isinstance(series.dtype, pd.StringDtype):
-        values = pd.Series(series.unique(), dtype=series.dtype)
-        stripped = values.str.strip() if strip else values
-        strip = strip and not stripped.equals(values)
-        tokens = bool(opts.strip_whitespace and stripped.isin(opts.na_values).any())
-        suffix = suffix if suffix and stripped.str.endswith(suffix).fillna(False).any() else None
-    else:
-        tokens = strip
-    if strip:
-        series = series.str.strip()
-    if tokens:
-        series = series.where(~series.isin(opts.na_values))
-    if suffix:
-        series = series.str.removesuffix(suffix)
-    return series
-
-
-def normalise(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:
-    """Apply reading options and declared dtypes to a freshly read frame (returns a new frame).
-
-    Columns that already have what the contract asks for are passed through without a copy.
-    """
-    opts = contract.reading
-    rules = {c.name: c for c in contract.columns}
-    out = {}
-    for col in frame.columns:
-        s = frame[col]
-        if pd.api.types.is_string_dtype(s):  # object columns count only if every value is a str
-            suffix = opts.label_strip_suffix if col == contract.target else None
-            s = _clean_text(s, opts, suffix)
-        rule = rules.get(col)
-        out[col] = _cast(s, rule.dtype) if rule is not None else s
-    # copy=False: the columns are new Series or unchanged ones; copy-on-write keeps the input safe.
-    return pd.DataFrame(out, index=frame.index, copy=False)
-
-
-def model_frame(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:
-    """The columns a model sees: the contract's features present in ``frame``, then the target.
-
-    Columns marked ``feature: false`` (ids, free text) are validated but never trained on. Text
-    features the contract declares ``category`` become pandas categoricals: the same values (one-hot
-    encoded identically; MLflow infers the same string schema) held as small integer codes, so
-    splitting and encoding millions of rows moves bytes, not strings (5M Adult rows: about 750 MB
-    less, and a split and a fit that are each tens of seconds faster).
-    """
-    features = [c for c in contract.feature_columns() if c in frame.columns]
-    out = frame[[*features, contract.target]]
-    categorical = [c for c in features if contract.column(c).dtype == "category" and _is_str(out[c])]
-    return out.astype(dict.fromkeys(categorical, "category")) if categorical else out
-
-
-def _is_str(series: pd.Series) -> bool:
-    return isinstance(series.dtype, pd.StringDtype)
-
-
-def _parquet_columns(path: Path, contract: Contract) -> list[str] | None:
-    """The columns to read: all of them (None) when extra columns are a rule to report, else the contract's."""
-    if not contract.allow_extra_columns:
-        return None
-    import pyarrow.parquet as pq
-
-    wanted = set(contract.column_names())
-    return [name for name in pq.read_schema(path).names if name in wanted]  # file order; reads the footer only
-
-
-def read_table(path: str | Path, reading: ReadOptions) -> pd.DataFrame:
-    """Read a CSV or Parquet file with reading options only (no contract yet: used to draft one)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataReadError(f"{path}: file not found")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    return _read_csv(path, reading, None)
-
-
-def read_with_contract(path: str | Path, contract: Contract) -> pd.DataFrame:
-    """Read a CSV or Parquet file with the contract's reading options and dtypes.
-
-    Raises DataReadError for files that cannot be read as data (empty, header
-    only, wrong delimiter, undecodable bytes, truncated). Values that do not fit
-    a declared numeric dtype stay as text so validation reports them. Parquet
-    files are read column-wise: only the contract's columns when it allows extra
-    ones (validation would ignore the rest anyway).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataReadError(f"{path}: file not found")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        try:
-            frame = pd.read_parquet(path, columns=_parquet_columns(path, contract))
-        except Exception as err:  # pyarrow raises several unrelated types
-            raise DataReadError(f"{path}: not a readable Parquet file: {err}") from None
-    else:
-        frame = _read_csv(path, contract.reading, contract.column_names())
-    if len(frame) == 0:
-        raise DataReadError(f"{path}: header only, no data rows (columns: {', '.join(map(str, frame.columns))})")
-    return normalise(frame, contract)

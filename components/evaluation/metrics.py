@@ -8,16 +8,7 @@ import numpy as np
 import pandas as pd
 
 from components.model.trained import TrainedModel
-
-HIGHER_IS_BETTER = {
-    "roc_auc": True,
-    "pr_auc": True,
-    "f1": True,
-    "accuracy": True,
-    "balanced_accuracy": True,
-    "log_loss": False,
-    "brier": False,
-}
+from components.vocabulary import METRIC_DIRECTIONS as HIGHER_IS_BETTER  # noqa: F401  (its one definition)
 
 
 @dataclass(frozen=True)

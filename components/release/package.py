@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
-_SHIPPED_MODULES = ("service", "request_schema")  # what a bento imports flat from its build context
 
 _SERVING = Path(__file__).resolve().parents[1] / "serving"  # what ships inside a bento
 RUNTIME_PACKAGES = (
@@ -54,7 +53,8 @@ def pinned_requirements(constraints: Path | None) -> list[str]:
 def _forget_service_modules() -> None:
     """BentoML builds by importing ``service`` from the build context; Python caches that import, so a
     later build in the same process (a worker training two models) would get the first bento's service."""
-    for name in [n for n in sys.modules if n.split(".")[0] in _SHIPPED_MODULES]:
+    shipped = {p.stem for p in _SERVING.glob("*.py") if p.name != "__init__.py"}  # imported flat in a bento
+    for name in [n for n in sys.modules if n.split(".")[0] in shipped]:
         del sys.modules[name]
 
 
@@ -90,15 +90,18 @@ def build_bento(
     _forget_service_modules()  # else a second build in this process reuses the first one's service (and name)
     with tempfile.TemporaryDirectory(prefix="bento-build-") as ctx:
         ctx_path = Path(ctx)
-        shutil.copy(_SERVING / "service.py", ctx_path / "service.py")
-        shutil.copy(_SERVING / "request_schema.py", ctx_path / "request_schema.py")
+        # Every module of components/serving, flat: service.py imports its neighbours as
+        # top-level modules, and a new one must never be left out of the bento.
+        modules = sorted(p.name for p in _SERVING.glob("*.py") if p.name != "__init__.py")
+        for name in modules:
+            shutil.copy(_SERVING / name, ctx_path / name)
         (ctx_path / "bento_config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
         (ctx_path / "requirements.txt").write_text("\n".join(pinned_requirements(constraints)) + "\n")
         bento = bentoml.bentos.build(
             "service:Classifier",
             name=service_name,
             labels=model_labels,
-            include=["service.py", "request_schema.py", "bento_config.json", "requirements.txt"],
+            include=[*modules, "bento_config.json", "requirements.txt"],
             python={"requirements_txt": "requirements.txt", "lock_packages": False},
             build_ctx=str(ctx_path),
         )

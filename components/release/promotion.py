@@ -16,10 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from components.release import registry
+from components.vocabulary import ALIAS_CHALLENGER as CHALLENGER
+from components.vocabulary import ALIAS_CHAMPION as CHAMPION
+from components.vocabulary import ALIAS_PREVIOUS as PREVIOUS
 
 log = logging.getLogger(__name__)
-
-CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous-champion", "challenger"
 
 
 class PromotionError(RuntimeError):
@@ -52,21 +53,22 @@ def _stamp(action: str, reason: str) -> dict[str, str]:
     }
 
 
-def _move_champion(name: str, new: str, current: str | None) -> None:
+def _move_champion(name: str, new: str, current: str | None, alias: str = CHAMPION) -> None:
     """Point previous-champion at the old champion first: a crash in between leaves champion untouched."""
     if current is not None and current != new:
         registry.set_alias(name, PREVIOUS, current)
-    registry.set_alias(name, CHAMPION, new)
+    registry.set_alias(name, alias, new)
     if registry.alias_version(name, CHALLENGER) == new:
         registry.delete_alias(name, CHALLENGER)
 
 
 def compare_and_set_champion(
-    name: str, version: str, *, expected: str | None, reason: str, lock_dir: str | Path
+    name: str, version: str, *, expected: str | None, reason: str, lock_dir: str | Path, alias: str = CHAMPION
 ) -> PromotionOutcome:
-    """Promote ``version`` only if the champion is still ``expected`` (what the gate compared against)."""
+    """Promote ``version`` to ``alias`` (promote.alias) only if it still points at ``expected``
+    (what the gate compared against)."""
     with registry_lock(lock_dir):
-        current = registry.alias_version(name, CHAMPION)
+        current = registry.alias_version(name, alias)
         if current != expected:
             why = (
                 f"champion changed during evaluation (was {expected or 'none'}, now {current}); "
@@ -75,9 +77,9 @@ def compare_and_set_champion(
             registry.set_version_tags(name, version, {"promotion.skipped": why})
             log.warning("version %s: %s", version, why)
             return PromotionOutcome(False, why, current, registry.alias_version(name, PREVIOUS))
-        _move_champion(name, version, current)
+        _move_champion(name, version, current, alias)
         registry.set_version_tags(name, version, _stamp("promotion", reason))
-    log.info("%s v%s is now @%s (previous: %s)", name, version, CHAMPION, current)
+    log.info("%s v%s is now @%s (previous: %s)", name, version, alias, current)
     return PromotionOutcome(True, reason, version, current)
 
 

@@ -91,3 +91,28 @@ def render_markdown(s: RunSummary) -> str:
         f"- `mlops serve --model {s.registered_model}` to serve its champion's bento on 127.0.0.1:3000",
     ]
     return "\n".join(lines) + "\n"
+
+
+def skipped_summary(ctx: Any, version: dict[str, Any], tracking_uri: str) -> RunSummary:
+    """Nothing changed since ``version`` (a row of registry.list_versions): train nothing, register nothing."""
+    note = (
+        f"nothing changed since {ctx.name} v{version['version']} (same dataset md5, params and code: "
+        f"fingerprint {ctx.fingerprint}); nothing trained or registered. Use --force to train anyway."
+    )
+    return RunSummary(dataset_path=ctx.settings.data.path, dataset_md5=ctx.md5, n_rows=0, split_sizes={},
+                      validation="skipped", candidates={}, chosen=None, registered_model=ctx.name,
+                      version=version["version"], aliases=version["aliases"],
+                      bento_tag=version["tags"].get("bento_tag"), decision="skipped: " + note,
+                      tracking_uri=tracking_uri, skipped=True)  # fmt: skip
+
+
+def run_summary(ctx: Any, released: Any, *, outcomes: dict[str, Any], chosen: str, n_rows: int,
+                splits: dict[str, int], validation: str, test_metrics: dict[str, float], tracking_uri: str,
+                notes: list[str]) -> RunSummary:  # fmt: skip
+    """The summary of a finished run (``ctx``: flows.steps.RunContext; ``released``: release_steps.Released)."""
+    return RunSummary(dataset_path=ctx.settings.data.path, dataset_md5=ctx.md5, n_rows=n_rows, split_sizes=splits,
+                      validation=validation, candidates={k: o.result.metrics for k, o in outcomes.items()},
+                      chosen=chosen, test_metrics=test_metrics, registered_model=ctx.name,
+                      version=released.version, aliases=released.aliases, bento_tag=released.bento_tag,
+                      decision=released.decision.reason, tracking_uri=tracking_uri, run_id=ctx.run_id, notes=notes,
+                      gate=released.decision.summary_lines()[1:])  # fmt: skip

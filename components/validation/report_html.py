@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from components.validation.checks import RuleResult, ValidationReport
+from components.validation.report import RuleResult, ValidationReport
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:1200px}

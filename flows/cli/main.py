@@ -160,9 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, metavar="NAME", help="list this registered model's versions")
     p.set_defaults(func=cmd_status)
 
-    from flows.cli import registry as cli_more
+    from flows.cli import data, registry, serve
 
-    cli_more.add_commands(sub)
+    data.add_commands(sub)
+    registry.add_commands(sub)
+    serve.add_serve_command(sub)
     return parser
 
 

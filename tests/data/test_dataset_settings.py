@@ -5,7 +5,8 @@ import dataclasses
 import pytest
 
 from components.config import ConfigError, load_settings
-from components.data.contract import infer_contract, load_contract
+from components.data.contract import load_contract
+from components.data.contract_inference import infer_contract
 from components.dataset_settings import default_model_name, resolve, service_name_for
 from tests.conftest import ROOT
 from tests.messy import messy_frame

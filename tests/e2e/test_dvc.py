@@ -167,6 +167,38 @@ def test_release_on_purpose_gates_registers_and_tags_the_evaluated_model(repo):
     assert stale.returncode == 5 and "dvc repro" in stale.stderr
 
 
+def test_a_dvc_release_and_a_flow_run_give_the_same_version(repo, prefect_harness, tmp_path, monkeypatch):
+    """Both drivers over the same data and params, each against an empty registry: the same tag keys,
+    gate decision, metrics and infra validation (the DVC release runs the flow's own release steps)."""
+    from components.release import registry
+    from flows.training import training_pipeline
+
+    root, _ = repo
+    stores = {driver: f"sqlite:///{tmp_path / driver}.db" for driver in ("prefect", "dvc")}
+    env = dict(ENV, MLFLOW_TRACKING_URI=stores["dvc"])
+    released = subprocess.run([str(BIN / "python"), "-m", "flows.stages", "release"], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    assert released.returncode == 0, released.stderr[-3000:]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", stores["prefect"])
+    flow = training_pipeline(params_path=str(root / "params.yaml"), force=True)
+
+    versions = {}
+    for driver, uri in stores.items():
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        registry.configure_tracking(root)
+        (row,) = registry.list_versions("breast-cancer-classifier")
+        versions[driver] = row
+    prefect, dvc_ = versions["prefect"], versions["dvc"]
+    assert set(prefect["tags"]) == set(dvc_["tags"])
+    assert prefect["tags"]["driver"] == "prefect" and dvc_["tags"]["driver"] == "dvc"
+    for key in ("decision", "gate.decision", "gate.reason", "candidate", "dataset_md5", "fingerprint", "params_hash"):
+        assert prefect["tags"][key] == dvc_["tags"][key], key
+    assert "labels equal" in prefect["tags"]["infra_validation"] and "labels equal" in dvc_["tags"]["infra_validation"]
+    test_metrics = {k: x for k, x in prefect["metrics"].items() if k.startswith("test_")}
+    assert test_metrics and test_metrics == {k: x for k, x in dvc_["metrics"].items() if k.startswith("test_")}
+    assert prefect["aliases"] == dvc_["aliases"] == ["champion"] and flow["aliases"] == ["champion"]
+
+
 # --- dataset versions ----------------------------------------------------------------
 
 

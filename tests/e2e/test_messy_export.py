@@ -68,7 +68,8 @@ def test_run_with_no_overrides_promotes_a_model_that_beats_the_prior(churn_run):
 
 def test_in_process_pyfunc_and_http_predictions_are_identical(project, churn_run):
     """Raw rows, blanks and the rare level included, give the same answer whichever way they go in."""
-    from components.data.contract import load_contract, read_with_contract
+    from components.data.contract import load_contract
+    from components.data.reading import read_with_contract
     from components.model.trained import pyfunc_input
     from components.release.infra_validation import frame_to_records, serve_bento
 
@@ -111,7 +112,8 @@ def test_status_lists_the_dataset_model_by_its_contract_name(project, churn_run,
 
 def test_a_model_no_better_than_the_prior_is_not_promoted(project, churn_run, tmp_path):
     """Labels unrelated to the features (a seed messy_frame does not use): kept, with the baseline as the reason."""
-    from components.data.contract import infer_contract, save_contract
+    from components.data.contract import save_contract
+    from components.data.contract_inference import infer_contract
 
     frame = messy_frame(rows=2000, seed=7)
     frame["Churn"] = np.random.default_rng(1007).choice(["Yes", "No"], size=len(frame), p=[0.3, 0.7])
@@ -185,7 +187,7 @@ def test_bentos_built_one_after_another_in_one_process_each_carry_their_own_serv
     service (its name would not match what `bentoml serve` loads: StopIteration at start-up)."""
     import bentoml
 
-    from components.package import build_bento
+    from components.release.package import build_bento
 
     schema = {"features": []}
     for service_name in ("churn-copy-a", "churn-copy-b"):

@@ -9,7 +9,8 @@ from scipy import stats
 from components.evaluation.behaviour import BehaviourResult
 from components.evaluation.metrics import binary_metrics
 from components.evaluation.slices import slice_metrics
-from components.release.gates import GatePolicy, _scorer, decide, mcnemar, paired_bootstrap
+from components.release.gate_statistics import _scorer, mcnemar, paired_bootstrap
+from components.release.gates import GatePolicy, decide
 
 N = 2000
 
@@ -202,19 +203,13 @@ def test_bootstrap_is_deterministic_per_seed(world):
 def test_bootstrap_skips_single_class_resamples():
     y = np.r_[np.zeros(9, dtype=int), 1]
     p = np.linspace(0.1, 0.9, 10)
-    result = paired_bootstrap(
-        y, p, p[::-1], metric="roc_auc", threshold=0.5, n_resamples=300, seed=0, confidence=0.95
-    )
+    result = paired_bootstrap(y, p, p[::-1], metric="roc_auc", threshold=0.5, n_resamples=300, seed=0, confidence=0.95)
     assert 0 < result["n_valid"] < 300  # about (9/10)^10 = 35% of resamples lack the positive
     with pytest.raises(ValueError, match="both classes"):
-        paired_bootstrap(
-            np.zeros(10), p, p, metric="roc_auc", threshold=0.5, n_resamples=10, seed=0, confidence=0.9
-        )
+        paired_bootstrap(np.zeros(10), p, p, metric="roc_auc", threshold=0.5, n_resamples=10, seed=0, confidence=0.9)
 
 
-@pytest.mark.parametrize(
-    "metric", ["roc_auc", "pr_auc", "f1", "accuracy", "balanced_accuracy", "log_loss", "brier"]
-)
+@pytest.mark.parametrize("metric", ["roc_auc", "pr_auc", "f1", "accuracy", "balanced_accuracy", "log_loss", "brier"])
 @pytest.mark.parametrize("tied", [True, False])
 def test_weighted_metrics_match_sklearn(world, metric, tied):
     """Point estimates equal binary_metrics; one resample's counts give sklearn's value on that resample."""

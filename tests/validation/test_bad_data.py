@@ -17,8 +17,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.data.contract import Contract, DataReadError, infer_contract, load_contract, read_with_contract
-from components.validation.checks import ValidationReport, validate_frame
+from components.data.contract import Contract, DataReadError, load_contract
+from components.data.contract_inference import infer_contract
+from components.data.reading import read_with_contract
+from components.validation.report import ValidationReport
+from components.validation.validate import validate_frame
 from flows.cli.main import build_parser
 from tests.messy import PAYMENTS, write_messy_export
 

@@ -10,17 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.data.contract import ColumnRule, Contract, load_contract, read_with_contract
+from components.data.contract import ColumnRule, Contract, load_contract
 from components.data.dataset import read_source
-from components.validation.checks import (
-    QUARANTINE_COLUMN,
-    DataRejectedError,
-    basic_contract,
-    build_suite,
-    compile_checks,
-    validate_frame,
-)
+from components.data.reading import read_with_contract
+from components.validation.gx_engine import build_suite, compile_checks
+from components.validation.report import DataRejectedError
 from components.validation.report_html import render_html, write_report
+from components.validation.validate import QUARANTINE_COLUMN, basic_contract, validate_frame
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,254 @@
+"""The release half of the pipeline, one body per step: gate, register, package, infra-validate, promote.
+
+Both drivers run the same tail through :func:`release`: the Prefect flow hands it a :class:`Runner`
+whose steps are Prefect tasks (named, retried), the DVC release stage the plain functions. So a
+version released either way carries the same tags, the same decision record and has passed the same
+infra validation before it could be promoted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from components import vocabulary as v
+from components.release import registry
+from components.release.lineage import lineage_tags
+from flows.steps import RunContext
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from components.model.trained import TrainedModel
+    from components.training.search import CandidateOutcome
+
+
+def run_tags(ctx: RunContext) -> dict[str, str]:
+    """Tags of the driver's parent MLflow run: what it trained on and with."""
+    return {v.TAG_DATASET_MD5: ctx.md5, v.TAG_GIT_COMMIT: ctx.commit, v.TAG_PARAMS_HASH: ctx.phash,
+            v.TAG_CODE_HASH: ctx.code_hash, v.TAG_FINGERPRINT: ctx.fingerprint, v.TAG_DRIVER: ctx.driver,
+            "run_dir": str(ctx.out_dir)}  # fmt: skip
+
+
+def champion_scores(ctx: RunContext, test: pd.DataFrame) -> tuple[str | None, np.ndarray | None]:
+    """The current champion's version and its probabilities on the held-out rows (through its pyfunc)."""
+    from components.evaluation.assess import champion_proba
+
+    version = registry.alias_version(ctx.name, ctx.settings.promote.alias)
+    if version is None:
+        return None, None
+    return version, champion_proba(f"models:/{ctx.name}/{version}", test, ctx.target)
+
+
+def gate(ctx: RunContext, assessment: Any, prior: float, test: pd.DataFrame, champion: str | None, champ_proba):
+    """The promotion decision: thresholds or the class-prior baseline, behaviour, champion, slices.
+
+    ``prior`` is the positive class's share in the training split: what a model with no features says.
+    """
+    from components.evaluation.slices import slice_metrics
+    from components.release.gates import GatePolicy, decide
+
+    p, ev = ctx.settings.promote, ctx.settings.evaluate
+    policy = GatePolicy(primary_metric=ev.primary_metric, policy=p.policy, margin=p.margin, n_resamples=p.n_resamples,
+                        confidence=p.confidence, seed=p.seed, max_slice_drop=p.max_slice_drop,
+                        thresholds=dict(ev.thresholds))  # fmt: skip
+    champion_slices = None
+    if champ_proba is not None:
+        champion_slices = slice_metrics(test.drop(columns=[ctx.target]), assessment.y_true, champ_proba,
+                                        slice_columns=ev.slices.columns, min_size=ev.slices.min_size,
+                                        threshold=ev.decision_threshold, bins=ev.slices.bins)  # fmt: skip
+    return decide(challenger_metrics=assessment.metrics, policy=policy, y_true=assessment.y_true,
+                  challenger_proba=assessment.proba, champion_proba=champ_proba,
+                  baseline_proba=np.full(len(test), prior),
+                  challenger_slices=assessment.slices, champion_slices=champion_slices,
+                  behaviour=assessment.behaviour, champion_version=champion,
+                  threshold=ev.decision_threshold)  # fmt: skip
+
+
+def log_candidate(parent_run_id: str, outcome: CandidateOutcome, example: pd.DataFrame) -> tuple[str, str]:
+    """One child run per candidate (params, validation metrics, the model), one grandchild per search trial."""
+    import mlflow
+
+    model, val = outcome.model, outcome.result
+    with mlflow.start_run(run_name=model.name, parent_run_id=parent_run_id, nested=True) as child:
+        mlflow.set_tag(v.TAG_CANDIDATE, model.name)
+        mlflow.log_params({"family": model.family, **model.params})
+        mlflow.log_metrics({f"val_{k}": x for k, x in val.metrics.items()})
+        if outcome.search is not None:
+            _log_trials(child.info.run_id, outcome)
+        return child.info.run_id, registry.log_model(model, example)
+
+
+def _log_trials(candidate_run_id: str, outcome: CandidateOutcome) -> None:
+    import mlflow
+
+    search = outcome.search
+    mlflow.log_dict(search.to_dict(), "search.json")
+    mlflow.set_tags({"search.best_trial": str(search.best_number), "search.n_trials": str(len(search.trials))})
+    for trial in search.trials:
+        with mlflow.start_run(run_name=f"{search.candidate}-trial-{trial.number}", parent_run_id=candidate_run_id,
+                              nested=True):  # fmt: skip
+            mlflow.set_tags({v.TAG_CANDIDATE: search.candidate, "trial": str(trial.number), "trial_state": trial.state})
+            mlflow.set_tag("best_trial", str(trial.number == search.best_number).lower())
+            mlflow.log_params(trial.params)
+            if trial.reason:
+                mlflow.set_tag("failure", trial.reason[:500])
+            if trial.number in (outcome.trial_results or {}):
+                mlflow.log_metrics({f"val_{k}": x for k, x in outcome.trial_results[trial.number].metrics.items()})
+
+
+def version_tags(ctx: RunContext, model: TrainedModel, decision: Any, validation: str, report_uri: str):
+    """Every tag a new version starts with: lineage, inputs, validation, the gate. One place, both drivers."""
+    return (
+        lineage_tags(dataset_md5=ctx.md5, dataset_path=ctx.settings.data.path, git=ctx.commit, params_hash=ctx.phash,
+                     candidate=model.name, family=model.family)  # fmt: skip
+        | {
+            v.TAG_PIPELINE_RUN: ctx.run_id,
+            v.TAG_DRIVER: ctx.driver,
+            v.TAG_CODE_HASH: ctx.code_hash,
+            v.TAG_FINGERPRINT: ctx.fingerprint,
+            v.TAG_VALIDATION: validation,
+            v.TAG_VALIDATION_REPORT: report_uri,
+            # "promote" only once the alias is held (release); until then the gate's verdict is pending
+            v.TAG_DECISION: v.DECISION_PENDING if decision.promote else v.DECISION_KEEP,
+            v.TAG_DECISION_REASON: decision.reason[:500],
+        }
+        | decision.to_tags()
+    )
+
+
+def package(ctx: RunContext, version: str, model: TrainedModel, frame: pd.DataFrame) -> str:
+    """A bento from the registered version, with its lineage and the contract's request schema."""
+    from components.release.package import build_bento
+    from components.serving import request_schema
+
+    metadata = {"model_version": version, "dataset_md5": ctx.md5, "git_commit": ctx.commit, "params_hash": ctx.phash,
+                "candidate": model.name, "decision": v.DECISION_PROMOTE}  # fmt: skip
+    if ctx.contract is not None:
+        schema = request_schema.schema_from_contract(ctx.contract, model.feature_columns)
+    else:
+        schema = request_schema.schema_from_frame(frame, model.feature_columns)
+    s = ctx.settings
+    return build_bento(registered_model=ctx.name, version=version, service_name=s.package.service_name,
+                       metadata=metadata, schema=schema, constraints=ctx.root / "constraints.txt",
+                       max_batch=s.serve.max_batch,
+                       low_confidence_threshold=s.serve.low_confidence_threshold)  # fmt: skip
+
+
+def infra_validate(ctx: RunContext, bento_tag: str, rows: pd.DataFrame, version: str):
+    """Serve the exact bento on a free loopback port and compare it with the registered pyfunc."""
+    from components.release.infra_validation import validate_bento
+
+    budget = ctx.settings.package.infra_validation.p95_budget_ms
+    return validate_bento(bento_tag, rows, f"models:/{ctx.name}/{version}", p95_budget_ms=budget)
+
+
+def promote(ctx: RunContext, version: str, expected: str | None, reason: str):
+    from components.release.promotion import compare_and_set_champion
+
+    return compare_and_set_champion(ctx.name, version, expected=expected, reason=reason,
+                                    lock_dir=ctx.root / ".mlops", alias=ctx.settings.promote.alias)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Runner:
+    """How a driver runs the steps that touch the registry and the bento store (plain, or as tasks)."""
+
+    champion_scores: Callable = champion_scores
+    gate: Callable = gate
+    register: Callable = registry.register
+    package: Callable = package
+    infra_validate: Callable = infra_validate
+    promote: Callable = promote
+
+
+@dataclass
+class Released:
+    version: str
+    decision: Any
+    champion: str | None
+    bento_tag: str | None = None
+    aliases: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def release(ctx: RunContext, *, model: TrainedModel, model_uri: str, child_run_id: str, assessment: Any,
+            frame: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame, validation: str, report_uri: str,
+            run: Runner = Runner(), registered: list[str] | None = None) -> Released:  # fmt: skip
+    """Gate, register, then package, infra-validate and promote (compare-and-set) what earned it.
+
+    Runs inside the driver's MLflow parent run; the version is marked completed last. The version is
+    appended to ``registered`` as soon as it exists, so a failure after it can be recorded on it.
+    """
+    import mlflow
+    from mlflow.entities import Metric
+
+    champion, champ_proba = run.champion_scores(ctx, test)
+    prior = float(np.mean(train[ctx.target].to_numpy() == model.classes[1]))
+    decision = run.gate(ctx, assessment, prior, test, champion, champ_proba)
+    now = int(time.time() * 1000)
+    registry.client().log_batch(child_run_id, metrics=[Metric(f"test_{k}", x, now, 0)
+                                                       for k, x in assessment.metrics.items()])  # fmt: skip
+    version = run.register(model_uri, ctx.name, child_run_id, version_tags(ctx, model, decision, validation,
+                                                                           report_uri)).version  # fmt: skip
+    if registered is not None:
+        registered.append(version)
+    out = Released(version, decision, champion)
+    mlflow.log_dict(decision.to_dict(), "promotion_decision.json")
+    if decision.promote:
+        _package_and_promote(ctx, out, model, frame, test, run)
+    elif champion is not None and all(t["passed"] for t in decision.thresholds.values()):
+        from components.release.promotion import mark_challenger
+
+        mark_challenger(ctx.name, version, lock_dir=ctx.root / ".mlops")
+        out.aliases = [v.ALIAS_CHALLENGER]
+    registry.set_version_tags(ctx.name, version, {v.TAG_COMPLETED: "true"})
+    return out
+
+
+def _package_and_promote(ctx: RunContext, out: Released, model, frame, test, run: Runner) -> None:
+    name, version = ctx.name, out.version
+    out.bento_tag = run.package(ctx, version, model, frame)
+    registry.set_version_tags(name, version, {v.TAG_BENTO: out.bento_tag})
+    infra = ctx.settings.package.infra_validation
+    if infra.enabled:
+        rows = test.drop(columns=[ctx.target])[model.feature_columns].head(infra.rows)
+        check = run.infra_validate(ctx, out.bento_tag, rows, version)
+        registry.set_version_tags(name, version, {v.TAG_INFRA: check.reason[:500]})
+        if not check.passed:
+            why = f"infra validation failed, champion kept: {check.reason}"
+            kept = {v.TAG_DECISION: v.DECISION_KEEP, v.TAG_DECISION_REASON: why[:500]}
+            registry.set_version_tags(name, version, kept)
+            out.notes.append(why)
+            return
+    outcome = run.promote(ctx, version, out.champion, out.decision.reason)
+    if outcome.promoted:
+        registry.set_version_tags(name, version, {v.TAG_DECISION: v.DECISION_PROMOTE})
+        out.aliases = [ctx.settings.promote.alias]
+        return
+    registry.set_version_tags(name, version, {v.TAG_DECISION: v.DECISION_KEEP, v.TAG_DECISION_REASON: outcome.reason})
+    out.notes.append(outcome.reason)
+
+
+@contextmanager
+def failures_recorded(name: str, registered: list[str]) -> Iterator[None]:
+    """A run that fails says why: an `error` tag on the MLflow run (which ends FAILED) and, once it has
+    registered a version, `decision=failed` with the reason on that version."""
+    import mlflow
+
+    try:
+        yield
+    except BaseException as err:
+        why = f"{type(err).__name__}: {err}"[:500]
+        with suppress(Exception):  # the original error matters more than a failure to record it
+            mlflow.set_tag(v.TAG_ERROR, why)
+        if registered:
+            with suppress(Exception):
+                registry.set_version_tags(name, registered[0], {v.TAG_DECISION: v.DECISION_FAILED,
+                                                                 v.TAG_DECISION_REASON: why})  # fmt: skip
+        raise

@@ -1,0 +1,185 @@
+"""One body per pipeline step, with no Prefect: the flow wraps them as tasks, the DVC stages call them.
+
+A step takes the run's :class:`RunContext` (effective settings, the contract resolved once, hashes)
+and plain data, and returns plain data. The release half (gate to promote) is in
+``flows.release_steps``. Heavy libraries (Great Expectations, MLflow) are imported inside the steps
+that use them: a skipped run or a CLI error never pays for them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from components import dataset_settings
+from components.config import ConfigError, Settings, load_settings, params_hash
+from components.data import dataset
+from components.fingerprint import code_fingerprint, run_fingerprint, without_engine
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from components.data.contract import Contract
+    from components.model.trained import TrainedModel
+
+TRAINING_CODE = ["components", "flows.training", "flows.steps", "flows.release_steps"]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every step needs to know about this run, resolved once at its start."""
+
+    settings: Settings
+    root: Path
+    contract: Contract | None  # None: the basic checks of validate.* only
+    out_dir: Path
+    driver: str = "prefect"  # or "dvc": which driver ran the steps (a tag on runs and versions)
+    md5: str = ""
+    phash: str = ""
+    code_hash: str = ""
+    fingerprint: str = ""
+    commit: str = ""
+    run_id: str = ""
+
+    @property
+    def name(self) -> str:
+        return str(self.settings.promote.registered_model)
+
+    @property
+    def target(self) -> str:
+        return self.settings.data.target
+
+    @property
+    def data_path(self) -> Path:
+        return (self.root / self.settings.data.path).resolve()
+
+
+def resolve(
+    params_path: str | Path,
+    overrides: list[str] | None = None,
+    data_path: str | None = None,
+    contract: str | None = None,
+    *,
+    driver: str = "prefect",
+    out_dir: Path | None = None,
+    require_data: bool = True,
+) -> RunContext:
+    """Effective settings for a run: params, ``--set``, a bring-your-own file and contract.
+
+    The contract is read once here; dataset-specific settings (model name, thresholds, slices,
+    behaviour) come from it where params.yaml leaves them null. A target the pipeline cannot learn
+    is refused before anything runs.
+    """
+    from components.data.contract import load_contract
+    from components.training.families import check_supported_target
+
+    root = Path(params_path).resolve().parent
+    extra = list(overrides or []) + ([f"data.path={data_path}"] if data_path else [])
+    given = load_contract(contract) if contract else None
+    if given is not None:  # bring-your-own data: the contract names its own target
+        extra += [f"validate.contract={Path(contract).resolve()}", f"data.target={given.target}"]
+    settings = load_settings(params_path, extra)
+    if require_data and not (root / settings.data.path).is_file():  # the first thing to say when it is missing
+        dataset.load_dataset(root / settings.data.path)  # raises DataNotFoundError with the how-to
+    loaded = given or dataset_settings.load_configured_contract(settings, root)
+    if loaded is not None:
+        if loaded.target != settings.data.target:
+            raise ConfigError(
+                f"data.target is '{settings.data.target}' but the contract "
+                f"{settings.validate_.contract} declares target '{loaded.target}'"
+            )
+        check_supported_target(loaded.labels, loaded.target, where=f"contract {settings.validate_.contract}: labels")
+    run_dir = out_dir or root / "runs" / f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+    return RunContext(dataset_settings.resolve(settings, loaded), root, loaded, run_dir, driver=driver)
+
+
+def load(ctx: RunContext) -> tuple[pd.DataFrame, str]:
+    """The dataset read as its contract says, and its md5 (the hash DVC records)."""
+    from components.data.reading import read_with_contract
+
+    path = ctx.data_path
+    if not path.is_file():
+        dataset.load_dataset(path)  # raises DataNotFoundError with the how-to
+    frame = read_with_contract(path, ctx.contract) if ctx.contract else dataset.load_dataset(path)
+    return frame, dataset.file_md5(path)
+
+
+def fingerprinted(ctx: RunContext, md5: str) -> RunContext:
+    """``ctx`` with the hashes of this run's inputs: dataset, params, code (one fingerprint, both drivers)."""
+    params = ctx.settings.as_params()
+    code_hash = code_fingerprint(TRAINING_CODE)
+    # The engine (train.parallel) never changes what is trained, so it is no reason to run again.
+    fingerprint = run_fingerprint(md5, params_hash(without_engine(params)), code_hash)
+    return replace(ctx, md5=md5, phash=params_hash(params), code_hash=code_hash, fingerprint=fingerprint)
+
+
+def drift_reference(ctx: RunContext, frame: pd.DataFrame, md5: str) -> tuple[pd.DataFrame, str]:
+    """The data the champion was trained on (through its dataset md5 and the DVC cache), else our training split."""
+    from components.data.reading import normalise
+    from components.release import registry
+    from components.vocabulary import ALIAS_CHAMPION, TAG_DATASET_MD5
+
+    champion = registry.alias_version(ctx.name, ALIAS_CHAMPION)
+    if champion is not None:
+        champion_md5 = registry.client().get_model_version(ctx.name, champion).tags.get(TAG_DATASET_MD5)
+        if champion_md5 == md5:
+            return frame, f"champion v{champion}'s dataset (md5 {md5}, unchanged)"
+        cached = dataset.find_in_dvc_cache(ctx.root, champion_md5 or "")
+        if cached is not None:
+            ref = dataset.load_dataset_file(cached)
+            ref = normalise(ref, ctx.contract) if ctx.contract else ref
+            return ref, f"champion v{champion}'s dataset (md5 {champion_md5}, from the DVC cache)"
+    return split(ctx, frame).train, "this dataset's training split (no champion dataset to compare against)"
+
+
+def validate(ctx: RunContext, frame: pd.DataFrame, reference: pd.DataFrame | None, out_dir: Path):
+    """Contract checks (drift against ``reference`` too); returns (report, the frame models see, report path).
+
+    Raises ``DataRejectedError`` naming the rule and the report when a blocking rule fails.
+    """
+    from components.data.reading import model_frame
+    from components.training.families import check_supported_target
+    from components.validation.report import DataRejectedError
+    from components.validation.report_html import write_report
+    from components.validation.validate import basic_contract, validate_frame
+
+    v = ctx.settings.validate_
+    contract = ctx.contract or basic_contract(
+        frame, ctx.target, min_rows=v.min_rows, max_null_fraction=v.max_null_fraction
+    )
+    report, accepted = validate_frame(frame, contract, reference=reference, quarantine_path=out_dir / "quarantine.csv")
+    html = write_report(report, out_dir, title=f"Validation of {len(frame)} rows")
+    if not report.success:
+        raise DataRejectedError(report, html)
+    check_supported_target(accepted[ctx.target].unique(), ctx.target)
+    return report, model_frame(accepted, contract), html
+
+
+def split(ctx: RunContext, frame: pd.DataFrame) -> dataset.Splits:
+    d = ctx.settings.data
+    return dataset.split(frame, d.target, d.test_size, d.val_size, d.seed)
+
+
+def assess(ctx: RunContext, model: TrainedModel, test: pd.DataFrame, out_dir: Path):
+    """Metrics, slices, behaviour tests and plots of the chosen model on the held-out split."""
+    from components.evaluation.assess import assess_on_test
+
+    ev = ctx.settings.evaluate
+    return assess_on_test(
+        model,
+        test,
+        ctx.target,
+        slice_columns=ev.slices.columns,
+        min_slice_size=ev.slices.min_size,
+        bins=ev.slices.bins,
+        behaviour_specs=ev.behaviour,
+        out_dir=out_dir,
+    )
+
+
+def validation_note(report: Any) -> str:
+    warnings = report.warnings()
+    return "passed" + (f" with {len(warnings)} warnings" if warnings else "")
