@@ -2,7 +2,10 @@
 
 Every knob lives in ``params.yaml``; this module turns it into frozen pydantic
 objects so a missing key or a wrong type fails at start-up with the dotted key
-in the message, not deep inside a training step.
+in the message, not deep inside a training step. The candidate specs of
+``train.candidates`` are in ``components.training.candidate_settings``, which
+this module imports (never the other way round); both build on
+``components.settings_base``.
 """
 
 from __future__ import annotations
@@ -10,11 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from components.settings_base import KeyedError, Section
+from components.training.candidate_settings import FAMILIES, Candidate, check_search
 from components.vocabulary import PRIMARY_METRICS
 
 
@@ -22,18 +27,7 @@ class ConfigError(ValueError):
     """params.yaml (or an override) is invalid; the message names the key."""
 
 
-class _KeyedError(ValueError):
-    """Raised inside a validator that knows the full dotted key better than pydantic's location does."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}")
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DataSettings(_Section):
+class DataSettings(Section):
     source: str = Field(description="'sklearn:breast_cancer' or a path to a CSV/Parquet file")
     path: str = Field(description="where ingest writes the dataset (tracked by DVC)")
     target: str
@@ -42,134 +36,13 @@ class DataSettings(_Section):
     seed: int
 
 
-class ValidateSettings(_Section):
+class ValidateSettings(Section):
     contract: str | None = None
     min_rows: int = Field(ge=1)
     max_null_fraction: float = Field(ge=0, le=1)
 
 
-class SearchDimension(_Section):
-    """One searched hyper-parameter: a numeric range ``{low, high, log, type}`` or ``{choices: [...]}``.
-
-    One model with a check rather than a union of two, so a mistake gives one
-    error about this key instead of one per union member.
-    """
-
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    type: Literal["float", "int"] = "float"
-    choices: list[Any] | None = None
-
-    @model_validator(mode="after")
-    def _range_or_choices(self) -> SearchDimension:
-        if self.choices is not None:
-            return self._check_choices()
-        return self._check_range()
-
-    def _check_choices(self) -> SearchDimension:
-        mixed = sorted({"low", "high", "log", "type"} & self.model_fields_set)
-        if mixed:
-            raise ValueError(f"give either choices or a range, not both (also got {', '.join(mixed)})")
-        if not self.choices:
-            raise ValueError("choices must list at least one value")
-        return self
-
-    def _check_range(self) -> SearchDimension:
-        if self.low is None or self.high is None:
-            raise ValueError("a search dimension needs low and high, or choices")
-        if self.low >= self.high:
-            raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
-        if self.log and self.low <= 0:
-            raise ValueError(f"log: true needs low > 0, but low is {self.low:g}")
-        if self.type == "int" and not (float(self.low).is_integer() and float(self.high).is_integer()):
-            raise ValueError(f"type: int needs whole-number bounds, but they are {self.low:g} and {self.high:g}")
-        return self
-
-    @property
-    def is_categorical(self) -> bool:
-        return self.choices is not None
-
-    def extremes(self) -> list[Any]:
-        """Values that bound what a search can sample: the range ends, or every choice."""
-        if self.choices is not None:
-            return list(self.choices)
-        if self.type == "int":
-            return [int(self.low), int(self.high)]
-        return [self.low, self.high]
-
-
-class _Candidate(_Section):
-    enabled: bool = True
-    search: dict[str, SearchDimension] | None = None
-
-    @classmethod
-    def hyper_parameters(cls) -> tuple[str, ...]:
-        """Fields a search may vary: everything but the bookkeeping keys, in declaration order."""
-        return tuple(k for k in cls.model_fields if k not in ("family", "enabled", "search"))
-
-    def as_spec(self) -> dict[str, Any]:
-        """The plain dict training takes; the search space stays typed (its dump would not re-validate)."""
-        return {**self.model_dump(exclude={"search"}), "search": self.search}
-
-
-class LogRegCandidate(_Candidate):
-    family: Literal["sklearn_logreg"]
-    C: float = Field(gt=0)
-    max_iter: int = Field(ge=1)
-
-
-class HGBCandidate(_Candidate):
-    family: Literal["sklearn_hgb"]
-    learning_rate: float = Field(gt=0)
-    max_iter: int = Field(ge=1)
-    max_leaf_nodes: int = Field(ge=2)
-
-
-class TorchMLPCandidate(_Candidate):
-    family: Literal["torch_mlp"]
-    epochs: int = Field(ge=1)
-    lr: float = Field(gt=0)
-    hidden: list[int] = Field(min_length=1)
-    batch_size: int = Field(ge=1)
-    weight_decay: float = Field(default=0.0, ge=0)
-    early_stopping_patience: int | None = Field(
-        default=None, ge=1, description="epochs without validation-loss improvement before training stops"
-    )
-
-
-FAMILIES = ("sklearn_logreg", "sklearn_hgb", "torch_mlp")
-Candidate = Annotated[LogRegCandidate | HGBCandidate | TorchMLPCandidate, Field(discriminator="family")]
-
-
-def _is_integer_field(model: type[BaseModel], field: str) -> bool:
-    annotation = model.model_fields[field].annotation
-    return annotation is int or int in get_args(annotation)
-
-
-def _check_search(name: str, spec: _Candidate) -> None:
-    """Every searched key must be a hyper-parameter of the family, and every value it can take valid for it.
-
-    Checked here, at load time, so a typo in a search space fails before any
-    trial has run rather than as a failed trial (or silently ignored key).
-    """
-    key = f"train.candidates.{name}.search"
-    known = spec.hyper_parameters()
-    for param, dim in (spec.search or {}).items():
-        if param not in known:
-            raise _KeyedError(key, f"{param!r} is not a parameter of {spec.family} (known: {', '.join(known)})")
-        if not dim.is_categorical and dim.type == "float" and _is_integer_field(type(spec), param):
-            raise _KeyedError(f"{key}.{param}", f"{param} is an integer parameter; add type: int to its range")
-        base = spec.model_dump(exclude={"search"})
-        for value in dim.extremes():
-            try:
-                type(spec).model_validate({**base, param: value}, strict=True)
-            except ValidationError as err:
-                reason = err.errors()[0]["msg"]
-                raise _KeyedError(f"{key}.{param}", f"{value!r} is not a valid {param} ({reason})") from None
-
-
-class ParallelSettings(_Section):
+class ParallelSettings(Section):
     """Where candidate fits and search trials run; never changes results, only wall time."""
 
     engine: Literal["local", "dask"] = "local"
@@ -177,7 +50,7 @@ class ParallelSettings(_Section):
     n_workers: int = Field(default=2, ge=1, description="LocalCluster workers when address is null")
 
 
-class SearchSettings(_Section):
+class SearchSettings(Section):
     """Hyper-parameter search for candidates that declare a ``search`` space (0 trials = off)."""
 
     n_trials: int = Field(default=0, ge=0)
@@ -185,7 +58,7 @@ class SearchSettings(_Section):
     seed: int = 42
 
 
-class TrainSettings(_Section):
+class TrainSettings(Section):
     seed: int
     parallel: ParallelSettings = Field(default_factory=ParallelSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
@@ -206,20 +79,20 @@ class TrainSettings(_Section):
     @model_validator(mode="after")
     def _search_spaces_fit_their_candidates(self) -> TrainSettings:
         for name, spec in self.candidates.items():
-            _check_search(name, spec)
+            check_search(name, spec)
         return self
 
     def enabled(self) -> dict[str, Candidate]:
         return {name: spec for name, spec in self.candidates.items() if spec.enabled}
 
 
-class SliceSettings(_Section):
+class SliceSettings(Section):
     columns: list[str] = Field(default_factory=list)
     min_size: int = Field(default=30, ge=1)
     bins: int = Field(default=4, ge=2)
 
 
-class EvaluateSettings(_Section):
+class EvaluateSettings(Section):
     primary_metric: Literal[PRIMARY_METRICS]  # type: ignore[valid-type]  (components.vocabulary)
     decision_threshold: float = Field(gt=0, lt=1)
     # Dataset-specific: null takes them from the contract's `evaluation` section (components.dataset_settings).
@@ -228,7 +101,7 @@ class EvaluateSettings(_Section):
     behaviour: list[dict[str, Any]] | None = None
 
 
-class PromoteSettings(_Section):
+class PromoteSettings(Section):
     registered_model: str | None = Field(default=None, min_length=1)  # null: the contract's name
     alias: str = "champion"
     policy: Literal["superior", "non_inferior"]
@@ -239,26 +112,26 @@ class PromoteSettings(_Section):
     seed: int
 
 
-class InfraValidationSettings(_Section):
+class InfraValidationSettings(Section):
     enabled: bool = True
     rows: int = Field(ge=1)
     p95_budget_ms: float = Field(gt=0)
 
 
-class PackageSettings(_Section):
+class PackageSettings(Section):
     # null: derived from the registered model's name
     service_name: str | None = Field(default=None, min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     infra_validation: InfraValidationSettings
 
 
-class ServeSettings(_Section):
+class ServeSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(ge=1, le=65535)
     max_batch: int = Field(default=1000, ge=1)
     low_confidence_threshold: float = Field(default=0.6, gt=0.5, le=1)
 
 
-class Settings(_Section):
+class Settings(Section):
     data: DataSettings
     validate_: ValidateSettings = Field(alias="validate")
     train: TrainSettings
@@ -322,7 +195,7 @@ def _format_error(err: ValidationError) -> str:
         loc = _dotted_key(problem["loc"])
         kind = problem["type"]
         cause = problem.get("ctx", {}).get("error")
-        if isinstance(cause, _KeyedError):
+        if isinstance(cause, KeyedError):
             lines.append(str(cause))
         elif kind == "missing":
             lines.append(f"missing key '{loc}'")

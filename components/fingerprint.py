@@ -4,7 +4,9 @@ The same hashes serve Prefect (skip a run, cache keys) and DVC parity: the hash
 of a file is its md5, and the hash of a directory is computed exactly as DVC 3
 computes a ``.dir`` md5 (without the ``.dir`` suffix), so
 ``dataset_fingerprint("data")`` equals the md5 recorded in ``data.dvc``.
-``Inputs`` and ``decide`` turn them into the retraining decision (pure: tags in, reason out).
+``Inputs`` is the one fingerprint of a training run (dataset, the params that shape a version, the
+contract and the code): the training flow records it on every version and skips a run that would
+repeat one; the retraining flow's ``decide`` compares it with the champion's (pure: tags in, reason out).
 """
 
 from __future__ import annotations
@@ -17,12 +19,11 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-_MISSING = object()
-# Model-version tags of the retraining decision. The training flow writes its own ``fingerprint``
-# (over all params); these hash only the params training reads, so a serve-only change is no reason.
-TAG_FINGERPRINT = "retraining.fingerprint"
-TAG_PARAMS = "retraining.params_hash"
-TAG_CODE = "retraining.code_hash"
+from components import vocabulary as v
+
+# Params that never change what a run registers: where fits run, where a server listens, and the
+# paths of the data and the contract (their content is hashed instead: moving a file changes nothing).
+RUNTIME_ONLY = ("train.parallel", "serve.host", "serve.port", "data.path", "validate.contract")
 
 
 def file_md5(path: str | Path) -> str:
@@ -51,27 +52,6 @@ def dataset_fingerprint(path: str | Path) -> str:
         blob = json.dumps(_dir_entries(path), sort_keys=True).encode("utf-8")
         return hashlib.md5(blob).hexdigest()
     raise FileNotFoundError(f"cannot fingerprint {path}: no such file or directory")
-
-
-def _lookup(params: dict[str, Any], dotted: str) -> Any:
-    node: Any = params
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return _MISSING
-        node = node[part]
-    return node
-
-
-def params_fingerprint(params: dict[str, Any], keys: list[str]) -> str:
-    """Hash of only the dotted ``keys`` a step reads; an unknown key is an error, not a no-op."""
-    picked = {}
-    for key in sorted(set(keys)):
-        value = _lookup(params, key)
-        if value is _MISSING:
-            raise KeyError(f"params key '{key}' does not exist")
-        picked[key] = value
-    blob = json.dumps(picked, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def module_files(module: str) -> dict[str, Path]:
@@ -105,10 +85,23 @@ def code_fingerprint(modules: list[str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def without_engine(params: dict[str, Any]) -> dict[str, Any]:
-    """``params`` minus ``train.parallel``: where fits run never changes what is trained."""
-    train = {k: v for k, v in params.get("train", {}).items() if k != "parallel"}
-    return {**params, "train": train} if "train" in params else dict(params)
+def release_params(params: dict[str, Any], contract_md5: str | None = None) -> dict[str, Any]:
+    """``params`` without the runtime-only keys, plus the contract file's md5 (its rules are inputs too:
+    a contract edit changes the fingerprint).
+
+    A new copy: the caller's params are not touched.
+    """
+    out = json.loads(json.dumps(params))
+    for dotted in RUNTIME_ONLY:
+        *parents, last = dotted.split(".")
+        node: Any = out
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    if contract_md5:
+        out.setdefault("validate", {})["contract_md5"] = contract_md5
+    return out
 
 
 def run_fingerprint(dataset_md5: str, params_hash: str, code_hash: str) -> str:
@@ -122,7 +115,7 @@ class Inputs:
     """What one training run consumes, as hashes; recorded as model-version tags."""
 
     dataset_md5: str
-    params_hash: str  # over the params training reads
+    params_hash: str  # over release_params(...)
     code_hash: str
 
     @property
@@ -133,22 +126,18 @@ class Inputs:
         return {**asdict(self), "fingerprint": self.fingerprint}
 
     def tags(self) -> dict[str, str]:
-        return {TAG_PARAMS: self.params_hash, TAG_CODE: self.code_hash, TAG_FINGERPRINT: self.fingerprint}
+        return {
+            v.TAG_PARAMS_HASH: self.params_hash,
+            v.TAG_CODE_HASH: self.code_hash,
+            v.TAG_FINGERPRINT: self.fingerprint,
+        }
 
-    def changes(self, tags: dict[str, str], all_params_hash: str) -> list[str]:
-        """What differs from the inputs recorded in a version's ``tags``, in words.
-
-        A version without retraining tags is compared on the training flow's own tags.
-        """
-        params = (
-            ("params hash", self.params_hash, tags.get(TAG_PARAMS))
-            if TAG_PARAMS in tags
-            else ("params hash (all params)", all_params_hash, tags.get("params_hash"))
-        )
+    def changes(self, tags: dict[str, str]) -> list[str]:
+        """What differs from the inputs recorded in a version's ``tags``, in words."""
         pairs = [
-            ("dataset md5", self.dataset_md5, tags.get("dataset_md5")),
-            params,
-            ("code hash", self.code_hash, tags.get(TAG_CODE, tags.get("code_hash"))),
+            ("dataset md5", self.dataset_md5, tags.get(v.TAG_DATASET_MD5)),
+            ("params hash", self.params_hash, tags.get(v.TAG_PARAMS_HASH)),
+            ("code hash", self.code_hash, tags.get(v.TAG_CODE_HASH)),
         ]
         changed = [(label, new, old) for label, new, old in pairs if new != old]
         return [f"{label} {(old or 'unrecorded')[:12]} -> {new[:12]}" for label, new, old in changed]
@@ -161,58 +150,57 @@ class Decision:
     adopt: str | None = None  # champion version to record this run's tags on instead of training
 
 
-def _same_training_inputs(tags: dict[str, str], inputs: Inputs, lineage: dict[str, str]) -> bool:
-    """The training flow's own record proves these inputs: its fingerprint, or (older versions
-    without one) the same dataset md5 and params hash at the same clean git commit."""
-    if "fingerprint" in tags:
-        return tags["fingerprint"] == lineage["fingerprint"]
-    commit = lineage["git_commit"]
+def run_inputs(dataset_md5: str, params: dict[str, Any], contract_md5: str | None, code_hash: str) -> Inputs:
+    """The inputs of a training run on these params: what both flows fingerprint."""
+    blob = json.dumps(release_params(params, contract_md5), sort_keys=True, separators=(",", ":")).encode()
+    return Inputs(dataset_md5=dataset_md5, params_hash=hashlib.sha256(blob).hexdigest()[:16], code_hash=code_hash)
+
+
+def _same_lineage(tags: dict[str, str], inputs: Inputs, git_commit: str) -> bool:
+    """A version without a fingerprint (trained outside the flow) proves these inputs by its lineage:
+    the same dataset md5 and params hash at the same clean git commit."""
     return (
-        commit != "uncommitted"
-        and not commit.endswith("-dirty")
-        and tags.get("git_commit") == commit
-        and tags.get("dataset_md5") == inputs.dataset_md5
-        and tags.get("params_hash") == lineage["params_hash"]
+        git_commit != "uncommitted"
+        and not git_commit.endswith("-dirty")
+        and tags.get(v.TAG_GIT_COMMIT) == git_commit
+        and tags.get(v.TAG_DATASET_MD5) == inputs.dataset_md5
+        and tags.get(v.TAG_PARAMS_HASH) == inputs.params_hash
     )
 
 
 def decide(
-    inputs: Inputs,
-    champion: dict[str, Any] | None,
-    versions: list[dict[str, Any]],
-    lineage: dict[str, str],
+    inputs: Inputs, champion: dict[str, Any] | None, versions: list[dict[str, Any]], git_commit: str
 ) -> Decision:
     """Retrain or skip, and why.
 
-    Skip when the champion, or an earlier version that is not the champion, was trained from
-    these exact inputs. ``lineage`` holds what the training flow would record for them
-    (``fingerprint`` and ``params_hash`` over all params, ``git_commit``); a champion trained
-    outside this flow is adopted when that record matches.
+    Skip when the champion, or an earlier version that is not the champion, was trained from these
+    exact inputs (the same fingerprint). A champion trained outside the flow, with no fingerprint,
+    is adopted when its lineage proves the same inputs at ``git_commit``.
     """
     if champion is None:
         return Decision(True, "no champion yet: training the first model")
     version, tags = champion["version"], champion["tags"]
-    if tags.get(TAG_FINGERPRINT) == inputs.fingerprint:
+    if tags.get(v.TAG_FINGERPRINT) == inputs.fingerprint:
         return Decision(
             False,
             f"nothing changed: champion v{version} was trained from the same dataset "
             f"(md5 {inputs.dataset_md5[:12]}), params and code (fingerprint {inputs.fingerprint})",
         )
-    if TAG_FINGERPRINT not in tags and _same_training_inputs(tags, inputs, lineage):
+    if v.TAG_FINGERPRINT not in tags and _same_lineage(tags, inputs, git_commit):
         return Decision(
             False,
             f"nothing changed: champion v{version} was trained from the same dataset, params and code "
-            "(per its training record); recorded the retraining fingerprint on it",
+            "(per its lineage); recorded the fingerprint on it",
             adopt=version,
         )
-    tried = [v for v in versions if v["tags"].get(TAG_FINGERPRINT) == inputs.fingerprint]
+    tried = [row for row in versions if row["tags"].get(v.TAG_FINGERPRINT) == inputs.fingerprint]
     if tried:
-        last = max(tried, key=lambda v: int(v["version"]))
-        why = last["tags"].get("decision_reason", "no reason recorded")[:300]
+        last = max(tried, key=lambda row: int(row["version"]))
+        why = last["tags"].get(v.TAG_DECISION_REASON, "no reason recorded")[:300]
         return Decision(
             False,
             f"v{last['version']} was already trained from these exact inputs and is not the "
             f"champion ({why}); training again would repeat it",
         )
-    changes = inputs.changes(tags, lineage["params_hash"]) or ["inputs recorded differently"]
+    changes = inputs.changes(tags) or ["inputs recorded differently"]
     return Decision(True, f"changed since champion v{version}: " + "; ".join(changes))

@@ -76,8 +76,8 @@ class FitEngine:
         try:
             # Dask's nannies give workers MALLOC_TRIM_THRESHOLD_=65536 so that long-lived workers hand
             # memory back to the OS. It also pins glibc's mmap threshold, so every large numpy buffer
-            # is mapped and unmapped afresh: the same HGB fit took 9.5 s of CPU in a worker against
-            # 5.4 s in this process. This cluster lives for one training phase: left out.
+            # is mapped and unmapped afresh, and a worker's HGB fit costs most of its CPU time again
+            # (benchmarks/RESULTS.md, parallel). This cluster lives for one training phase: left out.
             with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
                 keys = set(dask.config.get("distributed.nanny.pre-spawn-environ")) | {"PYTHONHASHSEED"}
                 self._saved_env = {k: os.environ.get(k) for k in keys}

@@ -25,15 +25,14 @@ from prefect.serializers import Serializer
 from components.fingerprint import code_fingerprint
 
 # What a fit runs: the DVC stage train@<candidate> lists these files as deps.
-TRAIN_CODE = [
+TRAIN_CODE = [  # what a fit runs: whole packages, so a new module there can never be forgotten
     "components.config",
+    "components.settings_base",
+    "components.vocabulary",
     "components.data.dataset",
     "components.evaluation.metrics",
-    "components.training.features",
-    "components.model.trained",
-    "components.training.search",
-    "components.model.torch_net",
-    "components.training.families",
+    "components.training",
+    "components.model",
 ]
 # Bump when the stored format changes: old entries are then simply not found.
 CACHE_FORMAT = "1"
@@ -93,7 +92,7 @@ class TrainedResultSerializer(Serializer):
     def dumps(self, obj: Any) -> bytes:
         from dataclasses import asdict
 
-        from components.model.trained import save_model
+        from components.model.files import save_model
 
         model, result = obj
         buffer = io.BytesIO()
@@ -109,7 +108,7 @@ class TrainedResultSerializer(Serializer):
         from dataclasses import replace
 
         from components.evaluation.metrics import EvalResult
-        from components.model.trained import load_model
+        from components.model.files import load_model
 
         with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(io.BytesIO(base64.b64decode(blob))) as archive:
             for name in archive.namelist():

@@ -3,7 +3,9 @@
 Both drivers run the same tail through :func:`release`: the Prefect flow hands it a :class:`Runner`
 whose steps are Prefect tasks (named, retried), the DVC release stage the plain functions. So a
 version released either way carries the same tags, the same decision record and has passed the same
-infra validation before it could be promoted.
+infra validation before it could be promoted. MLflow, BentoML and the modules that load model
+libraries are imported inside the steps that use them: each costs seconds, which a skipped run or a
+rejected dataset should not pay.
 """
 
 from __future__ import annotations

@@ -18,26 +18,14 @@ from prefect.artifacts import create_markdown_artifact
 
 from components import dataset_settings
 from components import fingerprint as fp
-from components.config import load_settings, params_hash
+from components import vocabulary as v
+from components.config import load_settings
 from components.data import dataset as data_mod
 from components.release.lineage import git_commit
 from flows.runtime import load_secret_env, prepare_environment, redact
 from flows.steps import TRAINING_CODE  # the code a training run's fingerprint hashes
 from flows.training import training_pipeline
 
-# What training reads: data content is hashed separately; package/serve do not change the model.
-TRAINING_PARAM_KEYS = [
-    "data.target",
-    "data.test_size",
-    "data.val_size",
-    "data.seed",
-    "validate",
-    "train.seed",
-    "train.search",
-    "train.candidates",  # not train.parallel: the engine never changes what is trained
-    "evaluate",
-    "promote",
-]
 DATA_SUFFIXES = (".csv", ".parquet", ".pq")
 IO_RETRIES: dict[str, Any] = {"retries": 4, "retry_delay_seconds": [2, 5, 15, 30], "retry_jitter_factor": 0.3}
 
@@ -55,16 +43,10 @@ def newest_data_file(directory: Path) -> Path | None:
 
 
 def current_inputs(params: dict[str, Any], root: Path, dataset: Path) -> fp.Inputs:
-    """Hashes of what a training run on ``dataset`` would consume; the contract file counts as params."""
-    relevant = dict(params)
+    """The fingerprint a training run on ``dataset`` would record (the same function the training flow uses)."""
     contract = params.get("validate", {}).get("contract")
-    if contract:
-        relevant["validate"] = {**params["validate"], "contract_md5": fp.dataset_fingerprint(root / contract)}
-    return fp.Inputs(
-        dataset_md5=fp.dataset_fingerprint(dataset),
-        params_hash=fp.params_fingerprint(relevant, TRAINING_PARAM_KEYS),
-        code_hash=fp.code_fingerprint(TRAINING_CODE),
-    )
+    contract_md5 = fp.dataset_fingerprint(root / contract) if contract else None
+    return fp.run_inputs(fp.dataset_fingerprint(dataset), params, contract_md5, fp.code_fingerprint(TRAINING_CODE))
 
 
 def read_registry(root: Path, name: str, alias: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
@@ -174,12 +156,9 @@ def record_task(root: Path, name: str, version: str, tags: dict[str, str]) -> No
 def render_markdown(r: dict[str, Any]) -> str:
     """The run summary: what happened, why, and the inputs compared."""
     champ = r.get("champion") or {"version": None, "tags": {}}
-    recorded = {
-        "dataset_md5": champ["tags"].get("dataset_md5"),
-        "params_hash": champ["tags"].get(fp.TAG_PARAMS),
-        "code_hash": champ["tags"].get(fp.TAG_CODE, champ["tags"].get("code_hash")),
-        "fingerprint": champ["tags"].get(fp.TAG_FINGERPRINT),
-    }
+    keys = {"dataset_md5": v.TAG_DATASET_MD5, "params_hash": v.TAG_PARAMS_HASH, "code_hash": v.TAG_CODE_HASH,
+            "fingerprint": v.TAG_FINGERPRINT}  # fmt: skip
+    recorded = {name: champ["tags"].get(tag) for name, tag in keys.items()}
     lines = [
         f"# Retraining: {'trained' if r['action'] == 'train' else 'skipped'}",
         "",
@@ -206,7 +185,7 @@ def render_markdown(r: dict[str, Any]) -> str:
         how = "already trained from these inputs, reused" if r.get("training_skipped") else "registered"
         lines.append(f"- training: {how} `{r['registered_model']}` version {r['version']} ({aliases})")
     if r.get("adopted"):
-        lines.append(f"- recorded the retraining fingerprint on champion v{r['adopted']}")
+        lines.append(f"- recorded the fingerprint on champion v{r['adopted']}")
     if r.get("secrets_loaded"):
         lines.append(f"- loaded from Secret blocks: {', '.join(r['secrets_loaded'])} (values not shown)")
     return "\n".join(lines) + "\n"
@@ -248,15 +227,7 @@ def retraining(
         staged, source = find_data_task(incoming, dataset, Path(stage))
         inputs = fingerprint_task(params, root, staged)
         champion, versions = read_registry_task(root, name, settings.promote.alias)
-        all_params = params_hash(params)  # what training-pipeline records, over all params
-        lineage = {
-            "params_hash": all_params,
-            "git_commit": git_commit(root),
-            "fingerprint": fp.run_fingerprint(
-                inputs.dataset_md5, params_hash(fp.without_engine(params)), inputs.code_hash
-            ),
-        }
-        decision = fp.decide(inputs, champion, versions, lineage)
+        decision = fp.decide(inputs, champion, versions, git_commit(root))
         result |= {
             "action": "train" if decision.retrain else "skip",
             "reason": decision.reason,

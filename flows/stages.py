@@ -24,6 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from components import vocabulary as v
 from flows import steps
 from flows.runtime import EXIT_CONFIG, EXIT_NO_DATA, EXIT_REJECTED  # noqa: F401  (shared exit codes)
 from flows.steps import RunContext
@@ -114,7 +115,7 @@ def train(ctx: RunContext, name: str) -> None:
     Same call as the Prefect flow (``choose_candidate``), fits one after another.
     """
     from components.config import ConfigError
-    from components.model.trained import save_model
+    from components.model.files import save_model
     from components.training.search import choose_candidate, fit_and_score
 
     settings = ctx.settings
@@ -153,7 +154,7 @@ def train(ctx: RunContext, name: str) -> None:
 def evaluate(ctx: RunContext) -> None:
     """Choose the best enabled candidate on val (params order breaks ties), assess it on test."""
     from components.evaluation.metrics import EvalResult, choose_best
-    from components.model.trained import load_model
+    from components.model.files import load_model
 
     ev, n_val = ctx.settings.evaluate, len(read(ctx, "split", "val.parquet"))
     results = [EvalResult(name, "val", n_val, read_json(ctx.out_dir / "metrics" / "val" / f"{name}.json"))
@@ -195,7 +196,7 @@ def release(ctx: RunContext) -> None:
     import mlflow
 
     from components.evaluation.metrics import EvalResult
-    from components.model.trained import load_model
+    from components.model.files import load_model
     from components.release import registry
     from components.release.lineage import git_commit
     from components.training.search import CandidateOutcome
@@ -223,7 +224,7 @@ def release(ctx: RunContext) -> None:
         for cand, metrics in result["candidates"].items():
             if cand != model.name:
                 with mlflow.start_run(run_name=cand, parent_run_id=ctx.run_id, nested=True):
-                    mlflow.set_tag("candidate", cand)
+                    mlflow.set_tag(v.TAG_CANDIDATE, cand)
                     mlflow.log_metrics({f"val_{k}": x for k, x in metrics.items()})
         outcome = CandidateOutcome(model, EvalResult(model.name, "val", 0, result["candidates"][model.name]))
         child_id, model_uri = release_steps.log_candidate(ctx.run_id, outcome, accepted.drop(columns=[ctx.target]))

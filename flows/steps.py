@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from components import dataset_settings
-from components.config import ConfigError, Settings, load_settings, params_hash
+from components.config import ConfigError, Settings, load_settings
 from components.data import dataset
-from components.fingerprint import code_fingerprint, run_fingerprint, without_engine
+from components.fingerprint import code_fingerprint, dataset_fingerprint, run_inputs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -108,21 +108,21 @@ def load(ctx: RunContext) -> tuple[pd.DataFrame, str]:
 
 
 def fingerprinted(ctx: RunContext, md5: str) -> RunContext:
-    """``ctx`` with the hashes of this run's inputs: dataset, params, code (one fingerprint, both drivers)."""
-    params = ctx.settings.as_params()
-    code_hash = code_fingerprint(TRAINING_CODE)
-    # The engine (train.parallel) never changes what is trained, so it is no reason to run again.
-    fingerprint = run_fingerprint(md5, params_hash(without_engine(params)), code_hash)
-    return replace(ctx, md5=md5, phash=params_hash(params), code_hash=code_hash, fingerprint=fingerprint)
+    """``ctx`` with the one fingerprint of this run's inputs: dataset, the params that shape a version,
+    the contract and the code (components.fingerprint, the same for both flows and both drivers)."""
+    contract = ctx.settings.validate_.contract
+    contract_md5 = dataset_fingerprint(ctx.root / contract) if contract else None
+    inputs = run_inputs(md5, ctx.settings.as_params(), contract_md5, code_fingerprint(TRAINING_CODE))
+    return replace(ctx, md5=md5, phash=inputs.params_hash, code_hash=inputs.code_hash, fingerprint=inputs.fingerprint)
 
 
 def drift_reference(ctx: RunContext, frame: pd.DataFrame, md5: str) -> tuple[pd.DataFrame, str]:
     """The data the champion was trained on (through its dataset md5 and the DVC cache), else our training split."""
     from components.data.reading import normalise
     from components.release import registry
-    from components.vocabulary import ALIAS_CHAMPION, TAG_DATASET_MD5
+    from components.vocabulary import TAG_DATASET_MD5
 
-    champion = registry.alias_version(ctx.name, ALIAS_CHAMPION)
+    champion = registry.alias_version(ctx.name, ctx.settings.promote.alias)
     if champion is not None:
         champion_md5 = registry.client().get_model_version(ctx.name, champion).tags.get(TAG_DATASET_MD5)
         if champion_md5 == md5:

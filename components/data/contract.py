@@ -3,10 +3,11 @@
 A contract is a YAML file (see ``contracts/``) loaded into frozen dataclasses.
 Every rule carries a severity: ``block`` stops the run, ``warn`` is reported,
 ``quarantine`` (row-level rules only) moves failing rows aside. This module
-holds the model (rules, reading and drift options, errors) and its dict/YAML
-round trip. Drafting a contract from a frame is in ``contract_inference``;
-reading files with one is in ``reading``. Both import from here, never the other
-way round, and this module needs neither pandas nor numpy.
+holds the model (rules, reading and drift options, errors) and reads it from
+plain data or YAML; writing it back is in ``contract_yaml``. Drafting a contract
+from a frame is in ``contract_inference``; reading files with one is in
+``reading``. All three import from here, never the other way round, and this
+module needs neither pandas nor numpy.
 """
 
 from __future__ import annotations
@@ -174,12 +175,12 @@ class Contract:
         return self.severity.get(rule, "block")
 
 
-# --- dict / YAML round trip -------------------------------------------------
+# --- from plain data / YAML -------------------------------------------------
 
 _COLUMN_KEYS = {f.name for f in fields(ColumnRule)} - {"name"}
 _TOP_KEYS = {"name", "columns", "target", "labels", "class_balance", "rows", "keys"}
 _TOP_KEYS |= {"allow_extra_columns", "reading", "max_quarantine_fraction", "drift", "severity", "evaluation"}
-_EVALUATION_KEYS = ("thresholds", "slices", "behaviour")
+EVALUATION_KEYS = ("thresholds", "slices", "behaviour")
 
 
 def _evaluation(data: Any, columns: list[str]) -> dict[str, Any]:
@@ -189,8 +190,8 @@ def _evaluation(data: Any, columns: list[str]) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ContractError("evaluation: expected a mapping of thresholds, slices and behaviour")
     for key in data:
-        if key not in _EVALUATION_KEYS:
-            raise ContractError(f"evaluation.{key}: unknown key; known: {', '.join(_EVALUATION_KEYS)}")
+        if key not in EVALUATION_KEYS:
+            raise ContractError(f"evaluation.{key}: unknown key; known: {', '.join(EVALUATION_KEYS)}")
     thresholds = data.get("thresholds") or {}
     if not isinstance(thresholds, dict) or not all(isinstance(v, int | float) for v in thresholds.values()):
         raise ContractError("evaluation.thresholds: expected a mapping of metric -> minimum value")
@@ -284,64 +285,6 @@ def contract_from_dict(d: dict) -> Contract:
         raise
     except (TypeError, ValueError, AttributeError) as err:
         raise ContractError(f"contract: {err}") from None
-
-
-def _column_to_dict(col: ColumnRule) -> dict:
-    default = ColumnRule(name=col.name)
-    out: dict[str, Any] = {"dtype": col.dtype, "nullable": col.nullable}
-    # The rest only where it differs from the default, so a written contract shows what was decided.
-    optional = ("max_null_fraction", "min", "max", "allowed", "on_unseen", "regex", "feature", "not_constant")
-    for key in (*optional, "max_abs_z", "severity"):
-        if getattr(col, key) != getattr(default, key):
-            out[key] = getattr(col, key)
-    return out
-
-
-def contract_to_dict(c: Contract) -> dict:
-    """Plain data for YAML, in a human-friendly key order."""
-    return {
-        "name": c.name,
-        "target": c.target,
-        "labels": list(c.labels),
-        "class_balance": {k: {"min": lo, "max": hi} for k, (lo, hi) in c.class_balance.items()},
-        "rows": {"min": c.min_rows, "max": c.max_rows},
-        "keys": list(c.keys),
-        "allow_extra_columns": c.allow_extra_columns,
-        "max_quarantine_fraction": c.max_quarantine_fraction,
-        "severity": dict(c.severity),
-        "reading": {f.name: getattr(c.reading, f.name) for f in fields(ReadOptions)},
-        "drift": {f.name: getattr(c.drift, f.name) for f in fields(DriftOptions)},
-        "evaluation": {k: c.evaluation.get(k) for k in _EVALUATION_KEYS if k in c.evaluation},
-        "columns": {col.name: _column_to_dict(col) for col in c.columns},
-    }
-
-
-_COMMENTS = {
-    "labels": "allowed target values (rule: labels); at least two must occur (rule: min_classes)",
-    "class_balance": "allowed share of each label (rule: class_balance)",
-    "rows": "row-count bounds (rule: row_count); max: null = unbounded",
-    "keys": "columns whose combination must be unique (rule: unique_keys)",
-    "severity": "table-rule severity overrides: block | warn | quarantine (row-level rules only)",
-    "reading": "how read_with_contract parses CSV files",
-    "drift": "drift vs a reference frame (rule: drift)",
-    "evaluation": "what a model of this data must show before promotion (params.yaml's evaluate.* win when set):\n"
-    "#   thresholds on the held-out test split ({} = beat the class-prior baseline); slices (metrics per\n"
-    "#   group, numeric columns cut into bins); behaviour tests (invariance, directional, golden)",
-    "columns": "per column: dtype float|int|category|string|bool, nullable, min/max, allowed + on_unseen,\n"
-    "# regex, feature (false = id/text), not_constant, max_abs_z, severity overrides per rule",
-}
-
-
-def save_contract(contract: Contract, path: str | Path) -> None:
-    """Write the contract as commented YAML that :func:`load_contract` reads back."""
-    data = contract_to_dict(contract)
-    parts = [f"# Data contract '{contract.name}'. Rules fail with their severity: block | warn | quarantine.\n"]
-    for key, value in data.items():
-        if key in _COMMENTS:
-            parts.append(f"\n# {_COMMENTS[key]}\n")
-        style = None if isinstance(value, dict | list) else False  # flow style for leaf collections only
-        parts.append(yaml.safe_dump({key: value}, sort_keys=False, default_flow_style=style, width=110))
-    Path(path).write_text("".join(parts), encoding="utf-8")
 
 
 def load_contract(path: str | Path) -> Contract:

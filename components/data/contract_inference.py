@@ -1,7 +1,7 @@
 """Drafting a contract from a reference frame: dtypes, bounds, nulls, labels, keys, slices.
 
 The draft is a starting point to review and tighten by hand (``mlops contract infer``
-writes it with :func:`components.data.contract.save_contract`).
+writes it with :func:`components.data.contract_yaml.save_contract`).
 """
 
 from __future__ import annotations

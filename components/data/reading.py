@@ -211,9 +211,8 @@ def model_frame(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:
 
     Columns marked ``feature: false`` (ids, free text) are validated but never trained on. Text
     features the contract declares ``category`` become pandas categoricals: the same values (one-hot
-    encoded identically; MLflow infers the same string schema) held as small integer codes, so
-    splitting and encoding millions of rows moves bytes, not strings (5M Adult rows: about 750 MB
-    less, and a split and a fit that are each tens of seconds faster).
+    encoded identically) held as small integer codes, so splitting and encoding millions of rows
+    moves bytes, not strings (benchmarks/RESULTS.md, scale).
     """
     features = [c for c in contract.feature_columns() if c in frame.columns]
     out = frame[[*features, contract.target]]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from components.model.trained import TrainedModel
-from components.vocabulary import METRIC_DIRECTIONS as HIGHER_IS_BETTER  # noqa: F401  (its one definition)
+from components.vocabulary import higher_is_better
 
 
 @dataclass(frozen=True)
@@ -49,19 +49,5 @@ def choose_best(results: list[EvalResult], metric: str) -> EvalResult:
     """Best candidate by ``metric``; ties go to the first in params order (stable, deterministic)."""
     if not results:
         raise ValueError("no candidates to choose from: every candidate is disabled")
-    sign = 1 if HIGHER_IS_BETTER[metric] else -1
+    sign = 1 if higher_is_better(metric) else -1
     return max(results, key=lambda r: sign * r.metrics[metric])
-
-
-def failed_thresholds(metrics: dict[str, float], thresholds: dict[str, float]) -> list[str]:
-    """Each threshold the metrics miss, as a readable line (empty = all hold)."""
-    failures = []
-    for name, bound in thresholds.items():
-        if name not in metrics:
-            failures.append(f"{name}: no such metric (known: {', '.join(HIGHER_IS_BETTER)})")
-            continue
-        ok = metrics[name] >= bound if HIGHER_IS_BETTER.get(name, True) else metrics[name] <= bound
-        if not ok:
-            op = ">=" if HIGHER_IS_BETTER.get(name, True) else "<="
-            failures.append(f"{name}={metrics[name]:.4f} does not hold {op} {bound}")
-    return failures

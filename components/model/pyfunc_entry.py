@@ -8,11 +8,11 @@ the model and no arbitrary pickle is ever loaded. Never imported by our code.
 import mlflow
 from mlflow.pyfunc import PythonModel
 
+from components.model.files import load_model
+
 
 class TabularClassifier(PythonModel):
     def load_context(self, context):
-        from components.model.trained import load_model
-
         self._model = load_model(context.artifacts["model_dir"])
 
     def predict(self, context, model_input, params=None):

@@ -1,28 +1,22 @@
-"""A trained classifier with its preprocessing, and its pickle-free file format.
+"""What ships inside an MLflow model: the canonical model input and the trained classifier.
 
-scikit-learn objects are stored with skops (loaded only if every type in the
-file is from an allow-listed package); PyTorch weights as a ``state_dict``
-loaded with ``weights_only=True``. Nothing here unpickles arbitrary files.
-
-Prediction evaluates an all-numeric impute-and-scale ColumnTransformer with numpy
-(``FastPreprocessor``): same floats as sklearn, without its fixed ~10 ms per call.
+``canonical_frame`` is the one place that turns data into model input; ``TrainedModel``
+predicts from raw feature frames. Its numpy fast path is in ``fast_preprocessing``
+and its pickle-free file format in ``files`` (both in this package, which imports
+only from itself because it ships alone inside every model).
 """
 
 from __future__ import annotations
 
-import json
-import math
-import zipfile
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-SAFE_TYPE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
-META_FILE = "model.json"
+from components.model.fast_preprocessing import FastPreprocessor, fast_preprocessor
+from components.model.torch_net import mlp_proba
 
 # The two kinds of feature a model sees. Numbers (int, float, nullable numerics) are float64 with NaN;
 # everything else (categories, strings, booleans) is text with NaN for missing, whatever dtype carried it.
@@ -89,118 +83,6 @@ def pyfunc_input(pyfunc: Any, frame: pd.DataFrame) -> pd.DataFrame:
     return canonical_frame(frame, kinds, keep_categorical=False)
 
 
-class UnsafeModelFileError(ValueError):
-    """A model file holds a type outside the allow-list; it was not loaded."""
-
-
-@dataclass(frozen=True)
-class _NumericStep:
-    """One impute-then-scale group of a fitted ColumnTransformer, as plain arrays."""
-
-    positions: np.ndarray  # of the group's columns in ``FastPreprocessor.columns``
-    fill: np.ndarray | None  # SimpleImputer.statistics_
-    mean: np.ndarray | None  # StandardScaler.mean_
-    scale: np.ndarray | None  # StandardScaler.scale_
-
-    def apply(self, block: np.ndarray) -> np.ndarray:
-        out = np.where(np.isnan(block), self.fill, block) if self.fill is not None else block.copy()
-        if self.mean is not None:
-            out -= self.mean
-        if self.scale is not None:
-            out /= self.scale
-        return out
-
-
-def _numeric_step(transformer: Any, positions: np.ndarray) -> _NumericStep | None:
-    """The arrays of ``[SimpleImputer] -> [StandardScaler]`` if that is all ``transformer`` is."""
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    steps = [s for _, s in transformer.steps] if type(transformer) is Pipeline else [transformer]
-    imputers = [s for s in steps if type(s) is SimpleImputer]
-    scalers = [s for s in steps if type(s) is StandardScaler]
-    if steps != imputers + scalers or len(imputers) > 1 or len(scalers) > 1:
-        return None
-    fill = mean = scale = None
-    if imputers:
-        imp = imputers[0]
-        stats = np.asarray(imp.statistics_)
-        missing = imp.missing_values
-        if imp.add_indicator or not (isinstance(missing, float) and math.isnan(missing)):
-            return None
-        if stats.dtype != np.float64 or np.isnan(stats).any():  # sklearn would drop those columns
-            return None
-        fill = stats
-    if scalers:
-        scaler = scalers[0]
-        mean = scaler.mean_ if scaler.with_mean else None  # mean_ is kept for with_std alone too
-        scale = scaler.scale_ if scaler.with_std else None
-    return _NumericStep(positions, fill, mean, scale)
-
-
-@dataclass(frozen=True)
-class FastPreprocessor:
-    """A fitted all-numeric ColumnTransformer evaluated with numpy.
-
-    sklearn spends ~10 ms per ``transform`` on input checks and pandas indexing, for
-    1 row as for 1000; the arithmetic (fill NaN with the fitted statistics, subtract
-    the mean, divide by the scale) is microseconds. Same operations in the same order,
-    so the same floats; each group is also checked against sklearn when built.
-    """
-
-    columns: list[str]
-    steps: tuple[_NumericStep, ...]
-
-    def transform(self, block: np.ndarray) -> np.ndarray | None:
-        """Preprocessed features of ``block`` (columns in ``columns`` order), or None when sklearn
-        must decide (a non-numeric block; infinities, which sklearn rejects)."""
-        if block.dtype.kind in "iu":
-            block = block.astype(np.float64)  # as sklearn's input check does
-        if block.dtype != np.float64 or np.isinf(block).any():
-            return None
-        parts = [step.apply(block[:, step.positions]) for step in self.steps]
-        return parts[0] if len(parts) == 1 else np.hstack(parts)
-
-
-def fast_preprocessor(ct: Any) -> FastPreprocessor | None:
-    """A ``FastPreprocessor`` equal to fitted ColumnTransformer ``ct``, or None if we cannot."""
-    from sklearn.compose import ColumnTransformer
-
-    if type(ct) is not ColumnTransformer or ct.transformer_weights or getattr(ct, "sparse_output_", True):
-        return None
-    if not hasattr(ct, "feature_names_in_"):
-        return None
-    columns = [str(c) for c in ct.feature_names_in_]
-    index = {c: i for i, c in enumerate(columns)}
-    steps = []
-    for _, transformer, selected in ct.transformers_:
-        if isinstance(transformer, str) and transformer == "drop":
-            continue
-        if not isinstance(selected, list | tuple) or not all(isinstance(c, str) and c in index for c in selected):
-            return None
-        if not selected:
-            continue
-        step = _numeric_step(transformer, np.array([index[c] for c in selected], dtype=np.intp))
-        if step is None or not _agrees(step, transformer, list(selected)):
-            return None
-        steps.append(step)
-    return FastPreprocessor(columns, tuple(steps)) if steps else None
-
-
-def _agrees(step: _NumericStep, transformer: Any, selected: list[str]) -> bool:
-    """Probe rows (fitted values, missing values, a spread) give sklearn's answer exactly."""
-    base = step.fill if step.fill is not None else np.zeros(len(selected))
-    spread = base + (step.scale if step.scale is not None else 1.0) * np.linspace(-3, 3, len(selected))
-    probe = np.vstack([base, spread, np.full(len(selected), np.nan) if step.fill is not None else -spread])
-    try:
-        expected = transformer.transform(pd.DataFrame(probe, columns=selected))
-    except Exception:
-        return False
-    ours = step.apply(probe)
-    return isinstance(expected, np.ndarray) and expected.shape == ours.shape and np.array_equal(expected, ours)
-
-
 @dataclass(frozen=True)
 class TrainedModel:
     """A fitted candidate that predicts from raw feature frames."""
@@ -234,8 +116,6 @@ class TrainedModel:
         frame = self.model_input(X)
         features = self._fast[0].transform(frame.to_numpy()) if self._fast is not None else None
         if self.family == "torch_mlp":
-            from components.model.torch_net import mlp_proba
-
             if features is None:
                 features = self.preprocessor.transform(frame)
             return mlp_proba(self.estimator, features)
@@ -262,107 +142,3 @@ class TrainedModel:
     def predict_frame(self, X: pd.DataFrame) -> pd.DataFrame:
         labels, proba = self.predict_arrays(X)
         return pd.DataFrame({"label": labels, "probability": proba}, index=X.index)
-
-
-def _skops_dump(obj: Any, path: Path) -> None:
-    import skops.io as sio
-
-    sio.dump(obj, path)
-    _stable_skops(path)
-
-
-def _stable_skops(path: Path) -> None:
-    """Rewrite a skops file so that equal objects give equal bytes.
-
-    skops names archive entries and ``__id__`` fields after ``id()`` of the saved
-    objects and stamps entries with the current time, which all change from run to
-    run. Ids are renumbered in schema order and times fixed; loading is unaffected.
-    """
-    with zipfile.ZipFile(path) as archive:
-        schema = json.loads(archive.read("schema.json"))
-        blobs = {n: archive.read(n) for n in archive.namelist() if n != "schema.json"}
-    ids: dict[Any, int] = {}
-    files: dict[str, bytes] = {}
-
-    def new_id(old: Any) -> int:
-        return ids.setdefault(int(old) if str(old).isdigit() else old, len(ids) + 1)
-
-    def walk(node: Any) -> Any:
-        if isinstance(node, list):
-            return [walk(v) for v in node]
-        if not isinstance(node, dict):
-            return node
-        out = {}
-        for key, value in node.items():
-            if key == "__id__":
-                out[key] = new_id(value)
-            elif key == "file" and isinstance(value, str) and value in blobs:
-                stem, _, ext = value.partition(".")
-                out[key] = f"{new_id(stem)}.{ext}"
-                files[out[key]] = blobs[value]
-            else:
-                out[key] = walk(value)
-        return out
-
-    schema = walk(schema)
-    files["schema.json"] = json.dumps(schema, indent=2).encode()
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
-        for name in sorted(files):
-            archive.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), files[name])
-
-
-def _skops_load(path: Path) -> Any:
-    import skops.io as sio
-
-    untrusted = sio.get_untrusted_types(file=path)
-    unsafe = [t for t in untrusted if not t.startswith(SAFE_TYPE_PREFIXES)]
-    if unsafe:
-        raise UnsafeModelFileError(f"{path.name} holds types outside the allow-list: {', '.join(unsafe)}")
-    return sio.load(path, trusted=untrusted)
-
-
-def save_model(model: TrainedModel, directory: str | Path) -> Path:
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "name": model.name,
-        "family": model.family,
-        "params": model.params,
-        "feature_columns": model.feature_columns,
-        "classes": [c.item() if hasattr(c, "item") else c for c in model.classes],
-        "threshold": model.threshold,
-        "kinds": model.kinds,
-    }
-    if model.family == "torch_mlp":
-        import torch
-
-        _skops_dump(model.preprocessor, directory / "preprocessor.skops")
-        torch.save(model.estimator.state_dict(), directory / "mlp_state.pt")
-        meta["n_inputs"] = model.extra["n_inputs"]
-    else:
-        _skops_dump(model.estimator, directory / "estimator.skops")
-    (directory / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
-    return directory
-
-
-def load_model(directory: str | Path) -> TrainedModel:
-    directory = Path(directory)
-    meta = json.loads((directory / META_FILE).read_text())
-    common = {k: meta[k] for k in ("name", "family", "params", "feature_columns", "classes", "threshold")}
-    kinds = meta.get("kinds")  # model.json sorts its keys: the column order is feature_columns'
-    common["kinds"] = None if kinds is None else {c: kinds[c] for c in meta["feature_columns"]}
-    if meta["family"] == "torch_mlp":
-        import torch
-
-        from components.model.torch_net import build_mlp
-
-        net = build_mlp(meta["n_inputs"], meta["params"]["hidden"])
-        net.load_state_dict(torch.load(directory / "mlp_state.pt", weights_only=True))
-        net.eval()
-        return TrainedModel(
-            **common,
-            estimator=net,
-            preprocessor=_skops_load(directory / "preprocessor.skops"),
-            extra={"n_inputs": meta["n_inputs"]},
-        )
-    return TrainedModel(**common, estimator=_skops_load(directory / "estimator.skops"))

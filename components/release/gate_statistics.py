@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from components.evaluation.metrics import HIGHER_IS_BETTER
+from components.vocabulary import METRIC_DIRECTIONS, higher_is_better
 
-BOOTSTRAP_METRICS = ("roc_auc", "pr_auc", "f1", "accuracy", "balanced_accuracy", "log_loss", "brier")
+BOOTSTRAP_METRICS = tuple(METRIC_DIRECTIONS)  # every metric of the task has a paired test
 _CHUNK_CELLS = 1_000_000  # resample counts held at once (rows x resamples), 8 MB of float64
 _EXACT_MCNEMAR_BELOW = 25  # discordant pairs; the chi-squared approximation is poor below this
 
@@ -149,7 +149,7 @@ def paired_bootstrap(
         raise ValueError("every bootstrap resample held a single class; is y_true all one class?")
     alpha = 1 - confidence
     low, high = np.quantile(d, [alpha / 2, 1 - alpha / 2])
-    not_better = d <= 0 if HIGHER_IS_BETTER.get(metric, True) else d >= 0
+    not_better = d <= 0 if higher_is_better(metric) else d >= 0
     return {
         "method": "paired_bootstrap",
         "metric": metric,

@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from components.evaluation.metrics import HIGHER_IS_BETTER
 from components.release.gate_statistics import BOOTSTRAP_METRICS, mcnemar, paired_bootstrap
+from components.vocabulary import higher_is_better
 
 POLICIES = ("superior", "non_inferior")
 
@@ -136,7 +136,7 @@ def _clip(text: str, limit: int) -> str:
 def _check_thresholds(metrics: Mapping[str, float], thresholds: Mapping[str, float]) -> dict[str, dict[str, Any]]:
     checked = {}
     for name, bound in thresholds.items():
-        higher = HIGHER_IS_BETTER.get(name, True)
+        higher = higher_is_better(name)
         value = metrics.get(name)
         passed = bool(value is not None and (value >= bound if higher else value <= bound))
         value = None if value is None else float(value)
@@ -160,7 +160,7 @@ def _compare(policy: GatePolicy, y, challenger, champion, threshold: float) -> d
         seed=policy.seed,
         confidence=policy.confidence,
     )
-    higher = HIGHER_IS_BETTER.get(policy.primary_metric, True)
+    higher = higher_is_better(policy.primary_metric)
     gain_low = boot["ci_low"] if higher else -boot["ci_high"]  # lower bound of the improvement
     bar = 0.0 if policy.policy == "superior" else -policy.margin
     result = {
@@ -190,7 +190,7 @@ def _compare_slices(challenger: Mapping, champion: Mapping, policy: GatePolicy) 
         if mine.get(metric) is None or theirs.get(metric) is None:
             metric = "accuracy"
         new, old = float(mine[metric]), float(theirs[metric])
-        drop = old - new if HIGHER_IS_BETTER.get(metric, True) else new - old
+        drop = old - new if higher_is_better(metric) else new - old
         passed = bool(drop <= policy.max_slice_drop + 1e-12)
         compared[key] = {"metric": metric, "challenger": new, "champion": old, "drop": drop, "passed": passed}
     return compared

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from components import vocabulary as v
+
 
 def git_commit(root: str | Path) -> str:
     """HEAD's commit, suffixed ``-dirty`` if tracked files changed; ``uncommitted`` outside git."""
@@ -23,10 +25,10 @@ def lineage_tags(
     *, dataset_md5: str, dataset_path: str, git: str, params_hash: str, candidate: str, family: str
 ) -> dict[str, str]:
     return {
-        "dataset_md5": dataset_md5,
-        "dataset_path": dataset_path,
-        "git_commit": git,
-        "params_hash": params_hash,
-        "candidate": candidate,
-        "family": family,
+        v.TAG_DATASET_MD5: dataset_md5,
+        v.TAG_DATASET_PATH: dataset_path,
+        v.TAG_GIT_COMMIT: git,
+        v.TAG_PARAMS_HASH: params_hash,
+        v.TAG_CANDIDATE: candidate,
+        v.TAG_FAMILY: family,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from components import vocabulary as v
 from components.release import registry
 
 
@@ -15,7 +16,7 @@ def find_version(
     if version:
         return version if any(r["version"] == str(version) for r in rows) else None
     for row in rows:
-        if row["tags"].get("bento_tag") == bento:
+        if row["tags"].get(v.TAG_BENTO) == bento:
             return row["version"]
     return None
 
@@ -25,15 +26,15 @@ def lineage(name: str, version: str) -> dict[str, str]:
     row = next(r for r in registry.list_versions(name) if r["version"] == str(version))
     t = row["tags"]
     return {
-        "bento": t.get("bento_tag", "(not packaged)"),
+        "bento": t.get(v.TAG_BENTO, "(not packaged)"),
         "model version": f"{name} v{version} ({', '.join('@' + a for a in row['aliases']) or 'no alias'})",
         "run": f"{t.get('pipeline_run_id', '-')} (candidate run {row['run_id'] or '-'})",
-        "candidate": f"{t.get('candidate', '-')} ({t.get('family', '-')})",
+        "candidate": f"{t.get(v.TAG_CANDIDATE, '-')} ({t.get(v.TAG_FAMILY, '-')})",
         "dataset": f"{t.get('dataset_path', '-')} md5 {t.get('dataset_md5', '-')}",
-        "git commit": t.get("git_commit", "-"),
-        "params hash": t.get("params_hash", "-"),
+        "git commit": t.get(v.TAG_GIT_COMMIT, "-"),
+        "params hash": t.get(v.TAG_PARAMS_HASH, "-"),
         "validation": f"{t.get('validation', '-')} ({t.get('validation_report', 'no report')})",
-        "decision": f"{t.get('decision', '-')}: {t.get('decision_reason', '')}",
+        "decision": f"{t.get(v.TAG_DECISION, '-')}: {t.get(v.TAG_DECISION_REASON, '')}",
         "promotion": t.get("promotion.reason") or t.get("manual_promotion.reason") or "-",
     }
 

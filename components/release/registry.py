@@ -19,7 +19,9 @@ from typing import Any
 
 import pandas as pd
 
-from components.model.trained import TrainedModel, canonical_frame, save_model
+from components import vocabulary as v
+from components.model.files import save_model
+from components.model.trained import TrainedModel, canonical_frame
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +162,7 @@ def set_version_tags(name: str, version: str, tags: dict[str, Any]) -> None:
 def find_completed(name: str, fingerprint: str) -> dict[str, Any] | None:
     """The newest version whose run finished (tag ``completed``) with this exact fingerprint."""
     for row in list_versions(name):
-        if row["tags"].get("fingerprint") == fingerprint and row["tags"].get("completed") == "true":
+        if row["tags"].get(v.TAG_FINGERPRINT) == fingerprint and row["tags"].get(v.TAG_COMPLETED) == "true":
             return row
     return None
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from components import vocabulary as v
+
 SHOWN_METRICS = ("roc_auc", "pr_auc", "f1", "accuracy", "log_loss")
 
 
@@ -102,7 +104,7 @@ def skipped_summary(ctx: Any, version: dict[str, Any], tracking_uri: str) -> Run
     return RunSummary(dataset_path=ctx.settings.data.path, dataset_md5=ctx.md5, n_rows=0, split_sizes={},
                       validation="skipped", candidates={}, chosen=None, registered_model=ctx.name,
                       version=version["version"], aliases=version["aliases"],
-                      bento_tag=version["tags"].get("bento_tag"), decision="skipped: " + note,
+                      bento_tag=version["tags"].get(v.TAG_BENTO), decision="skipped: " + note,
                       tracking_uri=tracking_uri, skipped=True)  # fmt: skip
 
 

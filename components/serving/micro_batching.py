@@ -28,8 +28,8 @@ class MicroBatcher:
     same call (up to ``max_rows``). An idle server answers at once; a busy one batches more.
 
     The model runs on the event loop thread. A model thread bought little (the GIL) and
-    cost much: under load, a 2 ms model call took 12-25 ms from submit to result, as the
-    thread waited for the busy loop to hand over the GIL (up to 5 ms, once per release).
+    cost much: under load, a model call took several times its own length from submit to
+    result, as the thread waited for the busy loop to hand over the GIL.
     """
 
     def __init__(self, predict: Callable[[Columns], Answer], max_rows: int) -> None:

@@ -1,4 +1,8 @@
-"""Fit one named candidate. Each family is a small function; dispatch is a dict."""
+"""Fit one named candidate. Each family is a small function; dispatch is a dict.
+
+sklearn and torch are imported inside the functions that fit with them: importing
+either is slow, and a fit needs only its own family's.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
-from components.config import FAMILIES
+from components.config import ConfigError
+from components.model.torch_net import fit_mlp
 from components.model.trained import TrainedModel, canonical_frame, feature_kinds
+from components.training.candidate_settings import FAMILIES
 from components.training.features import build_preprocessor
 
 log = logging.getLogger(__name__)
@@ -55,8 +62,6 @@ def _fit_hgb(X: pd.DataFrame, y: np.ndarray, params: dict[str, Any], seed: int, 
 
 def _fit_torch_mlp(X: pd.DataFrame, y: np.ndarray, params: dict[str, Any], seed: int, val: Validation):
     """Validation data is used only with early stopping, so a plain fit stays exactly as before."""
-    from components.model.torch_net import fit_mlp
-
     prep = build_preprocessor(X).fit(X)
     features = prep.transform(X)
     patience = params.get("early_stopping_patience")
@@ -92,8 +97,6 @@ def _thread_limit(n_threads: int | None, *, torch_too: bool) -> Iterator[None]:
     if n_threads is None:
         yield
         return
-    from threadpoolctl import threadpool_limits
-
     torch = None
     if torch_too:
         import torch
@@ -110,8 +113,6 @@ def _thread_limit(n_threads: int | None, *, torch_too: bool) -> Iterator[None]:
 
 def check_supported_target(labels: Any, target: str, *, where: str = "data") -> None:
     """Refuse, before any training, a target this pipeline cannot learn yet (anything but two labels)."""
-    from components.config import ConfigError
-
     distinct = sorted({str(v) for v in labels if not pd.isna(v)})
     if len(distinct) == 2:
         return

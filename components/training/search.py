@@ -18,10 +18,11 @@ from typing import Any
 
 import pandas as pd
 
-from components.config import SearchDimension
-from components.evaluation.metrics import HIGHER_IS_BETTER, EvalResult, evaluate
+from components.evaluation.metrics import EvalResult, evaluate
 from components.model.trained import TrainedModel
+from components.training.candidate_settings import SearchDimension
 from components.training.families import train_candidate
+from components.vocabulary import METRIC_DIRECTIONS
 
 log = logging.getLogger(__name__)
 
@@ -206,10 +207,10 @@ def _result(candidate: str, records: list[TrialRecord]) -> SearchResult:
 
 def search_value(result: EvalResult, metric: str) -> float:
     """The value a search maximises: ``metric`` itself, or its negative for lower-is-better metrics."""
-    if metric not in HIGHER_IS_BETTER:
-        raise ValueError(f"unknown metric {metric!r} (known: {', '.join(HIGHER_IS_BETTER)})")
+    if metric not in METRIC_DIRECTIONS:
+        raise ValueError(f"unknown metric {metric!r} (known: {', '.join(METRIC_DIRECTIONS)})")
     value = result.metrics[metric]
-    return value if HIGHER_IS_BETTER[metric] else -value
+    return value if METRIC_DIRECTIONS[metric] else -value
 
 
 def fit_and_score(
@@ -228,8 +229,8 @@ def fit_and_score(
     The validation features also drive early stopping when the spec asks for
     it, which is why this takes the validation frame and never the test one.
     """
-    if primary_metric not in HIGHER_IS_BETTER:
-        raise ValueError(f"unknown primary_metric {primary_metric!r} (known: {', '.join(HIGHER_IS_BETTER)})")
+    if primary_metric not in METRIC_DIRECTIONS:
+        raise ValueError(f"unknown primary_metric {primary_metric!r} (known: {', '.join(METRIC_DIRECTIONS)})")
     if "family" not in spec:
         raise ValueError(f"candidate '{name}': spec has no 'family' key")
     model = train_candidate(

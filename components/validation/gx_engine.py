@@ -7,8 +7,8 @@ one ephemeral GX context per process. Row-level checks GX runs slowly (z-score
 outliers) are marked ``pandas.*`` and run here in pandas; ``failing_rows`` gives
 the rows a row-level check rejects, which is also what quarantine removes.
 
-``great_expectations`` is imported inside the functions that use it: importing
-it costs about 5 s, which commands that never validate should not pay.
+``great_expectations`` is imported inside the functions that use it: it is the
+slowest import of the stack, which commands that never validate should not pay.
 """
 
 from __future__ import annotations
@@ -118,8 +118,8 @@ def _batch_definition():
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     context.enable_analytics(False)
     logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its INFO lines are noise here
-    # GX fingerprints every in-memory frame under 1 GB by hashing all of it, twice per validation
-    # (~6 s at 5M rows with text columns). We never use that batch marker, so skip it.
+    # GX fingerprints every in-memory frame under 1 GB by hashing all of it, twice per validation,
+    # which dominates large validations. We never use that batch marker, so skip it.
     pandas_execution_engine.HASH_THRESHOLD = 0
     asset = context.data_sources.add_pandas("contract_validation").add_dataframe_asset("frame")
     return asset.add_batch_definition_whole_dataframe("whole_frame")
@@ -194,7 +194,7 @@ def run_checks(frame: pd.DataFrame, contract: Contract, checks: list[Check]) -> 
         definition = _batch_definition()
         for columns, idx in _groups_by_columns(checks).items():
             # GX filters the whole frame per column rule; giving it only the columns a group reads
-            # makes that copy narrow (5M rows x 15 columns: 14.7 -> 4.9 CPU s).
+            # makes that copy narrow (benchmarks/RESULTS.md, validation).
             part = frame[list(columns)] if columns else frame
             batch = definition.get_batch(batch_parameters={"dataframe": part})
             outcome = batch.validate(build_suite(contract, [checks[i] for i in idx]), result_format=result_format)

@@ -12,8 +12,9 @@ from flows.runtime import EXIT_CONFIG, EXIT_REJECTED
 def cmd_contract_infer(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from components.data.contract import ReadOptions, save_contract
+    from components.data.contract import ReadOptions
     from components.data.contract_inference import infer_contract
+    from components.data.contract_yaml import save_contract
     from components.data.reading import normalise, read_table
 
     out = Path(args.out)

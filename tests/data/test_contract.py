@@ -11,11 +11,10 @@ from components.data.contract import (
     ContractError,
     ReadOptions,
     contract_from_dict,
-    contract_to_dict,
     load_contract,
-    save_contract,
 )
 from components.data.contract_inference import infer_contract
+from components.data.contract_yaml import contract_to_dict, save_contract
 
 
 def test_save_load_round_trip_is_exact_and_commented(frame, tmp_path):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from components.data.contract import load_contract, save_contract
+from components.data.contract import load_contract
 from components.data.contract_inference import infer_contract
+from components.data.contract_yaml import save_contract
 from tests.messy import messy_frame
 
 

@@ -112,8 +112,8 @@ def test_status_lists_the_dataset_model_by_its_contract_name(project, churn_run,
 
 def test_a_model_no_better_than_the_prior_is_not_promoted(project, churn_run, tmp_path):
     """Labels unrelated to the features (a seed messy_frame does not use): kept, with the baseline as the reason."""
-    from components.data.contract import save_contract
     from components.data.contract_inference import infer_contract
+    from components.data.contract_yaml import save_contract
 
     frame = messy_frame(rows=2000, seed=7)
     frame["Churn"] = np.random.default_rng(1007).choice(["Yes", "No"], size=len(frame), p=[0.3, 0.7])

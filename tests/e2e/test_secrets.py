@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from components.config import load_settings, params_hash
+from components.config import load_settings
 from components.data.dataset import file_md5
 from components.release.lineage import git_commit
 from tests.conftest import make_project
@@ -104,6 +104,7 @@ def seed_champion(project: Path, uri: str) -> None:
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     from components.dataset_settings import load_configured_contract, resolve
+    from flows.retraining import current_inputs
 
     settings = load_settings(project / "params.yaml")
     settings = resolve(settings, load_configured_contract(settings, project))  # as a training run records them
@@ -113,7 +114,8 @@ def seed_champion(project: Path, uri: str) -> None:
     tags = {
         "dataset_md5": file_md5(project / settings.data.path),
         "git_commit": git_commit(project),
-        "params_hash": params_hash(settings.as_params()),
+        # what a training run records for this project's inputs (components.fingerprint.run_inputs)
+        "params_hash": current_inputs(settings.as_params(), project, project / settings.data.path).params_hash,
         "decision": "promote",
     }
     mv = client.create_model_version(MODEL, source=f"runs:/{run_id}/model", run_id=run_id, tags=tags)

@@ -156,8 +156,8 @@ def test_bring_your_own_csv_with_its_own_contract(project, two_runs, tmp_path):
     """A CSV with a categorical column and an id column marked not-a-feature, through the whole pipeline."""
     import numpy as np
 
-    from components.data.contract import save_contract
     from components.data.contract_inference import infer_contract
+    from components.data.contract_yaml import save_contract
     from flows.cli.main import main
 
     rng = np.random.default_rng(1)

@@ -1,4 +1,4 @@
-"""Content hashes: DVC parity for data, key-scoped params hashes, location-independent code hashes."""
+"""Content hashes: DVC parity for data, the one run fingerprint, location-independent code hashes."""
 
 import hashlib
 import importlib
@@ -15,8 +15,9 @@ from components.fingerprint import (
     code_fingerprint,
     dataset_fingerprint,
     decide,
-    params_fingerprint,
+    release_params,
     run_fingerprint,
+    run_inputs,
 )
 
 PARAMS = {
@@ -65,16 +66,23 @@ def test_hashes_equal_what_dvc_records(tmp_path):
     assert recorded["single.csv"] == dataset_fingerprint(tmp_path / "single.csv")
 
 
-def test_params_hash_reads_only_the_named_keys():
-    base = params_fingerprint(PARAMS, ["train", "data.seed"])
-    assert base == params_fingerprint(PARAMS, ["data.seed", "train", "train"])  # order and repeats
-    unrelated = {**PARAMS, "serve": {"port": 4000}, "data": {**PARAMS["data"], "path": "b.parquet"}}
-    assert params_fingerprint(unrelated, ["train", "data.seed"]) == base
-    changed = {**PARAMS, "train": {"lr": 0.2, "epochs": 3}}
-    assert params_fingerprint(changed, ["train", "data.seed"]) != base
-    assert params_fingerprint(PARAMS, ["train.lr"]) != params_fingerprint(PARAMS, ["train.epochs"])
-    with pytest.raises(KeyError, match="train.momentum"):
-        params_fingerprint(PARAMS, ["train.momentum"])
+def test_the_params_hash_ignores_where_things_run_and_live_but_not_what_shapes_a_version():
+    params = {"data": {"seed": 1, "path": "a.parquet"}, "validate": {"contract": "c.yaml"},
+              "train": {"lr": 0.1, "parallel": {"engine": "local"}},
+              "serve": {"host": "127.0.0.1", "port": 3000, "max_batch": 1000}}  # fmt: skip
+    base = run_inputs("d", params, "contract-md5", "code").params_hash
+    moved = {**params, "data": {"seed": 1, "path": "/elsewhere/a.parquet"}, "validate": {"contract": "/x/c.yaml"},
+             "train": {"lr": 0.1, "parallel": {"engine": "dask"}},
+             "serve": {"host": "0.0.0.0", "port": 4000, "max_batch": 1000}}  # fmt: skip
+    assert run_inputs("d", moved, "contract-md5", "code").params_hash == base
+    for changed in (
+        {**params, "train": {"lr": 0.2, "parallel": {"engine": "local"}}},
+        {**params, "serve": {**params["serve"], "max_batch": 10}},
+    ):  # fmt: skip  (the bento changes)
+        assert run_inputs("d", changed, "contract-md5", "code").params_hash != base
+    assert run_inputs("d", params, "edited-contract", "code").params_hash != base  # a contract edit is an input
+    assert params["train"]["parallel"] == {"engine": "local"} and "contract_md5" not in params["validate"]
+    assert release_params(params, "m")["validate"] == {"contract_md5": "m"}
 
 
 def test_code_hash_follows_source_bytes_not_location(tmp_path, monkeypatch):
@@ -123,7 +131,7 @@ def test_run_fingerprint_changes_with_each_part():
 
 
 INPUTS = Inputs(dataset_md5="d" * 32, params_hash="p" * 16, code_hash="c" * 16)
-LINEAGE = {"params_hash": "full-hash", "git_commit": "abc123", "fingerprint": "training-fp"}
+COMMIT = "abc123"
 
 
 def _version(version, **tags):
@@ -131,61 +139,60 @@ def _version(version, **tags):
 
 
 def test_decide_trains_without_a_champion_and_skips_on_the_same_fingerprint():
-    assert decide(INPUTS, None, [], LINEAGE).retrain
+    assert decide(INPUTS, None, [], COMMIT).retrain
     champion = _version("3", **INPUTS.tags())
-    decision = decide(INPUTS, champion, [champion], LINEAGE)
+    decision = decide(INPUTS, champion, [champion], COMMIT)
     assert not decision.retrain and "nothing changed: champion v3" in decision.reason and decision.adopt is None
 
 
 def test_decide_names_what_changed():
     old = Inputs(dataset_md5="e" * 32, params_hash="p" * 16, code_hash="f" * 16)
     champion = _version("2", dataset_md5=old.dataset_md5, **old.tags())
-    decision = decide(INPUTS, champion, [champion], LINEAGE)
+    decision = decide(INPUTS, champion, [champion], COMMIT)
     assert decision.retrain
     assert "dataset md5 eeeeeeeeeeee -> dddddddddddd" in decision.reason and "code hash" in decision.reason
     assert "params hash" not in decision.reason
 
 
-def test_decide_adopts_a_champion_whose_training_record_matches():
-    """Trained by the training flow directly: its own fingerprint (all params) is the proof."""
-    recorded = {"dataset_md5": INPUTS.dataset_md5, "params_hash": "full-hash", "code_hash": "old-code"}
-    same = _version("5", fingerprint="training-fp", **recorded)
-    decision = decide(INPUTS, same, [same], LINEAGE)
-    assert not decision.retrain and decision.adopt == "5" and "per its training record" in decision.reason
-    other = _version("5", fingerprint="other-fp", **recorded)
-    decision = decide(INPUTS, other, [other], LINEAGE)
-    assert decision.retrain and decision.reason == "changed since champion v5: code hash old-code -> cccccccccccc"
-
-
-def test_decide_adopts_an_older_champion_only_when_lineage_proves_the_same_inputs():
-    lineage_tags = {"dataset_md5": INPUTS.dataset_md5, "params_hash": "full-hash", "git_commit": "abc123"}
+def test_decide_adopts_a_champion_without_a_fingerprint_only_when_lineage_proves_the_same_inputs():
+    lineage_tags = {"dataset_md5": INPUTS.dataset_md5, "params_hash": INPUTS.params_hash, "git_commit": COMMIT}
     champion = _version("1", **lineage_tags)
-    decision = decide(INPUTS, champion, [champion], LINEAGE)
-    assert not decision.retrain and decision.adopt == "1"
+    decision = decide(INPUTS, champion, [champion], COMMIT)
+    assert not decision.retrain and decision.adopt == "1" and "per its lineage" in decision.reason
     for commit in ("abc123-dirty", "uncommitted"):
         dirty = _version("1", **{**lineage_tags, "git_commit": commit})
-        assert decide(INPUTS, dirty, [dirty], {**LINEAGE, "git_commit": commit}).retrain
+        assert decide(INPUTS, dirty, [dirty], commit).retrain
     other_params = _version("1", **{**lineage_tags, "params_hash": "other"})
-    assert decide(INPUTS, other_params, [other_params], LINEAGE).retrain
+    assert decide(INPUTS, other_params, [other_params], COMMIT).retrain
+    fingerprinted = _version("1", **lineage_tags, fingerprint="another-run")  # its own fingerprint decides
+    assert decide(INPUTS, fingerprinted, [fingerprinted], COMMIT).retrain
 
 
 def test_decide_does_not_repeat_a_run_that_was_not_promoted():
     champion = _version("1", dataset_md5="old")
     tried = _version("2", **INPUTS.tags(), decision_reason="gate: f1 below threshold")
-    decision = decide(INPUTS, champion, [tried, champion], LINEAGE)
+    decision = decide(INPUTS, champion, [tried, champion], COMMIT)
     assert not decision.retrain and "v2 was already trained" in decision.reason and "f1 below" in decision.reason
 
 
-def test_the_engine_is_not_an_input_but_everything_else_in_train_is():
-    from components.fingerprint import without_engine
+def test_both_flows_record_the_same_fingerprint_for_the_same_inputs(tmp_path):
+    """The training flow's tags and the retraining flow's comparison come from one function."""
+    from components.config import load_settings
+    from components.dataset_settings import load_configured_contract, resolve
+    from flows import retraining, steps
+    from tests.conftest import make_project
 
-    base = {"data": {"seed": 1}, "train": {"seed": 42, "parallel": {"engine": "local"}, "search": {"n_trials": 0}}}
-    on_dask = {**base, "train": {**base["train"], "parallel": {"engine": "dask", "address": None}}}
-    assert (
-        without_engine(base)
-        == without_engine(on_dask)
-        == {"data": {"seed": 1}, "train": {"seed": 42, "search": {"n_trials": 0}}}
+    project = make_project(tmp_path / "p", rows=120)
+    ctx = steps.fingerprinted(
+        steps.resolve(project / "params.yaml"), dataset_fingerprint(project / "data" / "dataset.parquet")
     )
-    more_trials = {**base, "train": {**base["train"], "search": {"n_trials": 16}}}
-    assert without_engine(more_trials) != without_engine(base)
-    assert base["train"]["parallel"] == {"engine": "local"}  # input not mutated
+    settings = load_settings(project / "params.yaml")
+    params = resolve(settings, load_configured_contract(settings, project)).as_params()
+    inputs = retraining.current_inputs(params, project, project / "data" / "dataset.parquet")
+    assert (ctx.phash, ctx.code_hash, ctx.fingerprint) == (inputs.params_hash, inputs.code_hash, inputs.fingerprint)
+    contract = project / "contracts" / "breast_cancer.yaml"
+    contract.write_text(contract.read_text().replace("roc_auc: 0.90", "roc_auc: 0.91"))
+    assert (
+        retraining.current_inputs(params, project, project / "data" / "dataset.parquet").fingerprint
+        != inputs.fingerprint
+    )

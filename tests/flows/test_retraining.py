@@ -16,8 +16,9 @@ import yaml
 from prefect import flow
 
 from components.data.dataset import file_md5
-from components.fingerprint import TAG_FINGERPRINT, dataset_fingerprint
+from components.fingerprint import dataset_fingerprint
 from components.release import registry
+from components.vocabulary import TAG_FINGERPRINT
 from flows import retraining as rt
 from tests.conftest import make_project
 
@@ -230,4 +231,4 @@ def test_summary_markdown_names_inputs_and_outcome():
     }
     md = rt.render_markdown(r)
     assert "# Retraining: skipped" in md and "| dataset_md5 | `d` | `d` |" in md and "champion v4" in md
-    assert "recorded the retraining fingerprint on champion v4" in md and "X_TOKEN (values not shown)" in md
+    assert "recorded the fingerprint on champion v4" in md and "X_TOKEN (values not shown)" in md

@@ -83,7 +83,7 @@ def test_write_json_is_sorted_and_byte_stable(tmp_path):
 
 def test_save_model_makes_equal_models_equal_bytes_and_still_loads(pipeline, tmp_path):
     from components.data.dataset import features_and_target
-    from components.model.trained import load_model, save_model
+    from components.model.files import load_model, save_model
     from components.training.families import train_candidate
 
     X, y = features_and_target(pd.read_parquet(pipeline / "split" / "train.parquet"), "target")

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from components.data.contract import ColumnRule, load_contract
-from components.model.trained import TrainedModel, fast_preprocessor
+from components.model.fast_preprocessing import fast_preprocessor
+from components.model.trained import TrainedModel
 from components.serving.request_schema import (
     MAX_ABS_NUMBER,
     RequestError,

@@ -86,7 +86,7 @@ def test_a_saved_model_predicts_what_it_predicted_before_saving(tmp_path):
     """model.json sorts its keys; the loaded model must still see its columns in training order
     (the numpy fast path of all-numeric models reads them by position)."""
     from components.data.dataset import read_source
-    from components.model.trained import load_model, save_model
+    from components.model.files import load_model, save_model
 
     frame = read_source("sklearn:breast_cancer")
     X, y = frame.drop(columns=["target"]).iloc[:400], frame["target"].iloc[:400]
