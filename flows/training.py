@@ -87,6 +87,7 @@ def training_pipeline(
         mlflow.set_tags(release_steps.run_tags(ctx))
         mlflow.log_dict(ctx.settings.as_params(), "params.json")
         reference, reference_note = reference_task(ctx, frame, md5)
+        logger.info("drift reference: %s", reference_note)
         try:
             report, frame, _ = validate_task(ctx, frame, reference, ctx.out_dir)
         finally:

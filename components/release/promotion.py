@@ -88,8 +88,10 @@ def mark_challenger(name: str, version: str, *, lock_dir: str | Path) -> None:
         registry.set_alias(name, CHALLENGER, version)
 
 
-def promote_manually(name: str, version: str, *, reason: str, lock_dir: str | Path) -> PromotionOutcome:
-    """A deliberate promotion by a person; needs a reason, recorded on the version."""
+def promote_manually(
+    name: str, version: str, *, reason: str, lock_dir: str | Path, alias: str = CHAMPION
+) -> PromotionOutcome:
+    """A deliberate promotion to ``alias`` (promote.alias) by a person; needs a reason, recorded on the version."""
     if not reason.strip():
         raise PromotionError("a manual promotion needs --reason")
     with registry_lock(lock_dir):
@@ -98,25 +100,25 @@ def promote_manually(name: str, version: str, *, reason: str, lock_dir: str | Pa
             raise PromotionError(
                 f"'{name}' has no version {version} (versions: {', '.join(sorted(versions, key=int))})"
             )
-        current = registry.alias_version(name, CHAMPION)
+        current = registry.alias_version(name, alias)
         if current == version:
-            raise PromotionError(f"version {version} is already @{CHAMPION}")
-        _move_champion(name, version, current)
+            raise PromotionError(f"version {version} is already @{alias}")
+        _move_champion(name, version, current, alias)
         registry.set_version_tags(name, version, _stamp("manual_promotion", reason))
     return PromotionOutcome(True, reason, version, current)
 
 
-def rollback(name: str, *, reason: str, lock_dir: str | Path) -> PromotionOutcome:
-    """Champion goes back to previous-champion; the rolled-back version keeps a record of why."""
+def rollback(name: str, *, reason: str, lock_dir: str | Path, alias: str = CHAMPION) -> PromotionOutcome:
+    """``alias`` (promote.alias) goes back to previous-champion; the rolled-back version keeps a record of why."""
     with registry_lock(lock_dir):
-        current = registry.alias_version(name, CHAMPION)
+        current = registry.alias_version(name, alias)
         previous = registry.alias_version(name, PREVIOUS)
         if previous is None:
             raise PromotionError(f"'{name}' has no @{PREVIOUS}: nothing to roll back to")
-        registry.set_alias(name, CHAMPION, previous)
+        registry.set_alias(name, alias, previous)
         registry.delete_alias(name, PREVIOUS)
         if current is not None:
             registry.set_version_tags(name, current, _stamp("rolled_back", reason))
         registry.set_version_tags(name, previous, _stamp("restored", reason))
-    log.info("rolled back %s: @%s %s -> %s", name, CHAMPION, current, previous)
+    log.info("rolled back %s: @%s %s -> %s", name, alias, current, previous)
     return PromotionOutcome(True, reason, previous, None)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from components import vocabulary as v
 from flows.runtime import EXIT_NOTHING
 
 
@@ -54,9 +55,9 @@ def model_summaries(alias: str, metric: str) -> list[dict[str, Any]]:
     rows = []
     for model in all_pages(c.search_registered_models):
         versions = all_pages(c.search_model_versions, filter_string=f"name='{model.name}'")
-        latest = max(versions, key=lambda v: int(v.version), default=None)
+        latest = max(versions, key=lambda mv: int(mv.version), default=None)
         champion = registry.alias_version(model.name, alias)
-        run_id = next((v.run_id for v in versions if str(v.version) == champion), None)
+        run_id = next((mv.run_id for mv in versions if str(mv.version) == champion), None)
         value = None
         if run_id:
             try:
@@ -70,7 +71,7 @@ def model_summaries(alias: str, metric: str) -> list[dict[str, Any]]:
                 "latest": str(latest.version) if latest else None,
                 "versions": len(versions),
                 "metric": value,
-                "decision": latest.tags.get("decision") if latest else None,
+                "decision": latest.tags.get(v.TAG_DECISION) if latest else None,
             }
         )
     return sorted(rows, key=lambda r: r["name"])
@@ -105,9 +106,9 @@ def _print_model_versions(name: str, metric: str) -> int:
         t = r["tags"]
         value = r["metrics"].get(f"test_{metric}")
         print(
-            f"{r['version']:>7}  {','.join(r['aliases']) or '-':<28} {t.get('candidate', '-'):<10} "
-            f"{'-' if value is None else f'{value:.4f}':>13}  {t.get('dataset_md5', '-')[:12]:<12} "
-            f"{t.get('decision', '-')}: {t.get('decision_reason', '')}"
+            f"{r['version']:>7}  {','.join(r['aliases']) or '-':<28} {t.get(v.TAG_CANDIDATE, '-'):<10} "
+            f"{'-' if value is None else f'{value:.4f}':>13}  {t.get(v.TAG_DATASET_MD5, '-')[:12]:<12} "
+            f"{t.get(v.TAG_DECISION, '-')}: {t.get(v.TAG_DECISION_REASON, '')}"
         )
     return 0
 

@@ -79,14 +79,22 @@ def resolve_model(args: argparse.Namespace, *, check: bool = True) -> str | None
     return name
 
 
+def _alias(args: argparse.Namespace) -> str:
+    """promote.alias: the alias a promotion moves (champion unless params say otherwise)."""
+    from components.config import load_settings
+
+    return load_settings(args.params).promote.alias
+
+
 def cmd_promote(args: argparse.Namespace) -> int:
     from components.release.promotion import promote_manually
 
     name = resolve_model(args)
     if name is None:
         return EXIT_NOTHING
-    out = promote_manually(name, str(args.version), reason=args.reason, lock_dir=_root(args) / ".mlops")
-    print(f"{name} v{out.champion} is now @champion (previous-champion: {out.previous or 'none'})")
+    alias = _alias(args)
+    out = promote_manually(name, str(args.version), reason=args.reason, lock_dir=_root(args) / ".mlops", alias=alias)
+    print(f"{name} v{out.champion} is now @{alias} (previous-champion: {out.previous or 'none'})")
     return 0
 
 
@@ -95,14 +103,14 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     name = resolve_model(args, check=False)
     try:
-        out = rollback(name, reason=args.reason, lock_dir=_root(args) / ".mlops")
+        out = rollback(name, reason=args.reason, lock_dir=_root(args) / ".mlops", alias=_alias(args))
     except PromotionError as err:
         # An unknown model has no previous champion either: keep rollback's own message, add which models exist.
         problem = unknown_model(name)
         if problem is None:
             raise
         raise PromotionError(f"{err}; {problem}") from None
-    print(f"{name}: @champion is back on v{out.champion}")
+    print(f"{name}: @{_alias(args)} is back on v{out.champion}")
     return 0
 
 

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from components.vocabulary import TAG_BENTO
 from flows.cli.registry import add_model_option
 from flows.runtime import EXIT_CONFIG, EXIT_NOTHING
 
@@ -23,7 +24,7 @@ def champion_bento_tag(registered_model: str, alias: str) -> str:
     if version is None:
         raise NoChampionError(f"registered model '{registered_model}' has no '{alias}' version: run `mlops run` first")
     tags = registry.client().get_model_version(registered_model, version).tags
-    tag = tags.get("bento_tag")
+    tag = tags.get(TAG_BENTO)
     if not tag:
         raise NoChampionError(f"{registered_model} v{version} (@{alias}) has no bento_tag tag; it was never packaged")
     return tag
