@@ -18,13 +18,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from components.settings_base import KeyedError, Section
+from components.settings_base import ConfigError, KeyedError, Section
 from components.training.candidate_settings import FAMILIES, Candidate, check_search
 from components.vocabulary import PRIMARY_METRICS
-
-
-class ConfigError(ValueError):
-    """params.yaml (or an override) is invalid; the message names the key."""
 
 
 class DataSettings(Section):

@@ -10,6 +10,14 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 
+class ConfigError(ValueError):
+    """params.yaml (or an override) is invalid; the message names the key.
+
+    Defined here, below everything that raises it (``components.training`` included); import it
+    from ``components.config``.
+    """
+
+
 class KeyedError(ValueError):
     """Raised inside a validator that knows the full dotted key better than pydantic's location does."""
 

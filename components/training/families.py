@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from components.config import ConfigError
 from components.model.torch_net import fit_mlp
 from components.model.trained import TrainedModel, canonical_frame, feature_kinds
+from components.settings_base import ConfigError
 from components.training.candidate_settings import FAMILIES
 from components.training.features import build_preprocessor
 

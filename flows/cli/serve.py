@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from components.vocabulary import TAG_BENTO
-from flows.cli.registry import add_model_option
+from flows.cli.registry import add_model_option, unknown_model
 from flows.runtime import EXIT_CONFIG, EXIT_NOTHING
 
 
@@ -50,7 +50,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         try:
             tag = champion_bento_tag(name, settings.promote.alias)
         except NoChampionError as err:
-            print(f"error: {err}", file=sys.stderr)
+            print(f"error: {unknown_model(name) or err}", file=sys.stderr)  # an unknown model: name the known ones
             return EXIT_NOTHING
     try:
         cmd = serve_command(tag, args.host or settings.serve.host, args.port or settings.serve.port)

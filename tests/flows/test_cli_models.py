@@ -160,6 +160,7 @@ def test_unknown_model_is_one_line_naming_it(
 
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "'nope'" in err and "Traceback" not in err
+    assert "registered: " in err  # and which models there are
 
 
 @pytest.mark.parametrize("model, tag", [(B, f"{B}:v2abc"), (None, f"{A}:v2abc")])

@@ -66,7 +66,10 @@ def registry_stub(monkeypatch):
     state = {"version": "7", "tags": {"bento_tag": TAG}}
     monkeypatch.setattr(registry, "configure_tracking", lambda root: "sqlite://")
     monkeypatch.setattr(registry, "alias_version", lambda name, alias: state["version"])
-    client = SimpleNamespace(get_model_version=lambda name, v: SimpleNamespace(tags=state["tags"]))
+    client = SimpleNamespace(
+        get_model_version=lambda name, v: SimpleNamespace(tags=state["tags"]),
+        get_registered_model=lambda name: SimpleNamespace(name=name),  # the model exists; its champion may not
+    )
     monkeypatch.setattr(registry, "client", lambda: client)
     return state
 
