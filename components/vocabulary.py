@@ -32,8 +32,10 @@ TAG_INFRA = "infra_validation"
 TAG_COMPLETED = "completed"  # set last: a version without it belongs to a run that did not finish
 TAG_ERROR = "error"  # on a FAILED MLflow run: why
 
-# Values of TAG_DECISION. `promote` only once the version holds the alias.
+# Values of TAG_DECISION. `promote` only while the version holds the alias: a champion that another
+# version replaces becomes `replaced`, one that a rollback moves away from becomes `rolled_back`.
 DECISION_PROMOTE, DECISION_KEEP, DECISION_PENDING, DECISION_FAILED = "promote", "keep", "pending", "failed"
+DECISION_REPLACED, DECISION_ROLLED_BACK = "replaced", "rolled_back"
 
 # Metrics of binary classification, and whether higher is better.
 METRIC_DIRECTIONS: dict[str, bool] = {

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from components import vocabulary as v
 from components.release import registry
 from components.vocabulary import ALIAS_CHALLENGER as CHALLENGER
 from components.vocabulary import ALIAS_CHAMPION as CHAMPION
@@ -54,10 +55,16 @@ def _stamp(action: str, reason: str) -> dict[str, str]:
 
 
 def _move_champion(name: str, new: str, current: str | None, alias: str = CHAMPION) -> None:
-    """Point previous-champion at the old champion first: a crash in between leaves champion untouched."""
+    """Point previous-champion at the old champion first: a crash in between leaves champion untouched.
+
+    The old champion stops saying `decision=promote` once it no longer holds the alias.
+    """
     if current is not None and current != new:
         registry.set_alias(name, PREVIOUS, current)
     registry.set_alias(name, alias, new)
+    if current is not None and current != new:
+        replaced = {v.TAG_DECISION: v.DECISION_REPLACED, v.TAG_DECISION_REASON: f"replaced by v{new} as @{alias}"}
+        registry.set_version_tags(name, current, replaced)
     if registry.alias_version(name, CHALLENGER) == new:
         registry.delete_alias(name, CHALLENGER)
 
@@ -104,7 +111,8 @@ def promote_manually(
         if current == version:
             raise PromotionError(f"version {version} is already @{alias}")
         _move_champion(name, version, current, alias)
-        registry.set_version_tags(name, version, _stamp("manual_promotion", reason))
+        promoted = {v.TAG_DECISION: v.DECISION_PROMOTE, v.TAG_DECISION_REASON: f"promoted by hand: {reason}"[:500]}
+        registry.set_version_tags(name, version, _stamp("manual_promotion", reason) | promoted)
     return PromotionOutcome(True, reason, version, current)
 
 
@@ -118,7 +126,10 @@ def rollback(name: str, *, reason: str, lock_dir: str | Path, alias: str = CHAMP
         registry.set_alias(name, alias, previous)
         registry.delete_alias(name, PREVIOUS)
         if current is not None:
-            registry.set_version_tags(name, current, _stamp("rolled_back", reason))
-        registry.set_version_tags(name, previous, _stamp("restored", reason))
+            why = f"rolled back: {reason}"[:500]
+            rolled_back = {v.TAG_DECISION: v.DECISION_ROLLED_BACK, v.TAG_DECISION_REASON: why}
+            registry.set_version_tags(name, current, _stamp("rolled_back", reason) | rolled_back)
+        restored = {v.TAG_DECISION: v.DECISION_PROMOTE, v.TAG_DECISION_REASON: f"restored by rollback: {reason}"[:500]}
+        registry.set_version_tags(name, previous, _stamp("restored", reason) | restored)
     log.info("rolled back %s: @%s %s -> %s", name, alias, current, previous)
     return PromotionOutcome(True, reason, previous, None)

@@ -130,3 +130,24 @@ def test_cli_rollback_without_previous_champion_exits_5_with_a_clear_message(tmp
     project = make_project(tmp_path / "p", rows=60)
     assert main(["--params", str(project / "params.yaml"), "rollback", "--reason", "test"]) == 5
     assert "no @previous-champion: nothing to roll back to" in capsys.readouterr().err
+
+
+def test_only_the_version_holding_champion_says_promote(store):
+    """A replaced champion says replaced, a rolled-back one rolled_back; a restored one promote again."""
+    root, name, (v1, v2, v3) = store
+    lock = root / ".mlops"
+
+    def decisions() -> dict[str, str]:
+        return {row["version"]: row["tags"].get("decision", "-") for row in registry.list_versions(name)}
+
+    compare_and_set_champion(name, v1, expected=None, reason="first", lock_dir=lock)
+    registry.set_version_tags(name, v1, {"decision": "promote"})  # as the release step does after the move
+    compare_and_set_champion(name, v2, expected=v1, reason="better", lock_dir=lock)
+    registry.set_version_tags(name, v2, {"decision": "promote"})
+    assert decisions() == {v1: "replaced", v2: "promote", v3: "-"}
+    assert registry.client().get_model_version(name, v1).tags["decision_reason"] == f"replaced by v{v2} as @champion"
+    rollback(name, reason="latency regression", lock_dir=lock)
+    assert decisions() == {v1: "promote", v2: "rolled_back", v3: "-"}
+    promote_manually(name, v3, reason="hotfix", lock_dir=lock)
+    assert decisions() == {v1: "replaced", v2: "rolled_back", v3: "promote"}
+    assert registry.alias_version(name, "champion") == v3
