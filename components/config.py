@@ -20,7 +20,7 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator, model_
 
 from components.settings_base import ConfigError, KeyedError, Section
 from components.training.candidate_settings import FAMILIES, Candidate, check_search
-from components.vocabulary import PRIMARY_METRICS
+from components.vocabulary import ALL_PRIMARY_METRICS
 
 
 class DataSettings(Section):
@@ -89,7 +89,8 @@ class SliceSettings(Section):
 
 
 class EvaluateSettings(Section):
-    primary_metric: Literal[PRIMARY_METRICS]  # type: ignore[valid-type]  (components.vocabulary)
+    # null: the task's default (components.vocabulary.DEFAULT_PRIMARY_METRIC); checked against the task on resolve
+    primary_metric: Literal[ALL_PRIMARY_METRICS] | None = None  # type: ignore[valid-type]
     decision_threshold: float = Field(gt=0, lt=1)
     # Dataset-specific: null takes them from the contract's `evaluation` section (components.dataset_settings).
     thresholds: dict[str, float] | None = None

@@ -20,6 +20,8 @@ TAG_CODE_HASH = "code_hash"
 TAG_FINGERPRINT = "fingerprint"  # dataset md5 + params + code: a finished version with it is not retrained
 TAG_CANDIDATE = "candidate"
 TAG_FAMILY = "family"
+TAG_TASK = "task"  # binary | multiclass | regression (components.model.tasks)
+TAG_PRIMARY_METRIC = "primary_metric"  # the metric the run chose candidates and gated by
 TAG_PIPELINE_RUN = "pipeline_run_id"
 TAG_DRIVER = "driver"  # prefect | dvc
 # Model-version tags: what happened to it
@@ -37,8 +39,9 @@ TAG_ERROR = "error"  # on a FAILED MLflow run: why
 DECISION_PROMOTE, DECISION_KEEP, DECISION_PENDING, DECISION_FAILED = "promote", "keep", "pending", "failed"
 DECISION_REPLACED, DECISION_ROLLED_BACK = "replaced", "rolled_back"
 
-# Metrics of binary classification, and whether higher is better.
+# Every metric the pipeline computes, and whether higher is better (errors and losses are lower-is-better).
 METRIC_DIRECTIONS: dict[str, bool] = {
+    # binary classification
     "roc_auc": True,
     "pr_auc": True,
     "f1": True,
@@ -46,9 +49,31 @@ METRIC_DIRECTIONS: dict[str, bool] = {
     "balanced_accuracy": True,
     "log_loss": False,
     "brier": False,
+    # multiclass classification (accuracy, balanced_accuracy and log_loss as above)
+    "f1_macro": True,
+    "f1_weighted": True,
+    "roc_auc_ovr": True,  # macro average of one-vs-rest ROC AUC
+    # regression
+    "rmse": False,
+    "mae": False,
+    "r2": True,
+    "mape": False,  # only when no target is zero
 }
-# The metrics a run may choose and gate on (a primary metric must rank models on its own).
-PRIMARY_METRICS = ("roc_auc", "pr_auc", "f1", "accuracy", "balanced_accuracy")
+# Metrics per task: every one is computed and logged; a primary metric must be one of its task's.
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "binary": ("roc_auc", "pr_auc", "f1", "accuracy", "balanced_accuracy", "log_loss", "brier"),
+    "multiclass": ("accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "log_loss", "roc_auc_ovr"),
+    "regression": ("rmse", "mae", "r2", "mape"),
+}
+# The metrics a run may choose and gate on, per task (a primary metric must rank models on its own).
+PRIMARY_METRICS: dict[str, tuple[str, ...]] = {
+    "binary": ("roc_auc", "pr_auc", "f1", "accuracy", "balanced_accuracy", "log_loss", "brier"),
+    "multiclass": ("f1_macro", "accuracy", "balanced_accuracy", "f1_weighted", "roc_auc_ovr", "log_loss"),
+    "regression": ("rmse", "mae", "r2", "mape"),
+}
+# evaluate.primary_metric: null means the task's first primary metric.
+DEFAULT_PRIMARY_METRIC = {task: metrics[0] for task, metrics in PRIMARY_METRICS.items()}
+ALL_PRIMARY_METRICS = tuple(dict.fromkeys(m for metrics in PRIMARY_METRICS.values() for m in metrics))
 
 
 def higher_is_better(metric: str) -> bool:

@@ -31,12 +31,13 @@ from flows.prefect_cache import TrainedResultSerializer, key_from_task_parameter
     result_serializer=TrainedResultSerializer(),
 )
 def fit_task(name: str, spec: dict[str, Any], train_frame, val_frame, target: str, seed: int, threshold: float,
-             metric: str, data_key: str, code: str) -> tuple[TrainedModel, EvalResult]:  # fmt: skip
-    """Fit one spec on train, score it on val. Cached on (data_key, spec, seed, threshold, metric, code)."""
+             metric: str, data_key: str, code: str,
+             task: str = "binary") -> tuple[TrainedModel, EvalResult]:  # fmt: skip
+    """Fit one spec on train, score it on val. Cached on (data_key, spec, seed, threshold, metric, code, task)."""
     from components.training.search import fit_and_score
 
     return fit_and_score(
-        name, spec, train_frame, val_frame, target, seed=seed, threshold=threshold, primary_metric=metric
+        name, spec, train_frame, val_frame, target, seed=seed, threshold=threshold, primary_metric=metric, task=task
     )
 
 
@@ -225,7 +226,8 @@ def _fit_batch(runner, task_, name: str, common: dict[str, Any], fits: _FitLog):
     return fit_batch
 
 
-def train_and_choose(settings: Settings, root: Path, splits, logger, force: bool, engine: FitEngine | None = None):
+def train_and_choose(settings: Settings, root: Path, splits, logger, force: bool, engine: FitEngine | None = None,
+                     task: str = "binary"):  # fmt: skip
     """Fit (or search) every enabled candidate on ``train.parallel``'s engine; choose the best on validation.
 
     ``engine`` is closed here as soon as the fits are done, without waiting for its cluster to stop;
@@ -243,6 +245,7 @@ def train_and_choose(settings: Settings, root: Path, splits, logger, force: bool
         **{"train_frame": splits.train, "val_frame": splits.val, "target": settings.data.target, "seed": tr.seed},
         **{"threshold": ev.decision_threshold, "metric": ev.primary_metric, "data_key": data_key},
         "code": train_code_hash(),
+        "task": task,
     }
     candidates = tr.enabled()
     logger.info("training %d candidates on the %s engine (search: %d trials each where a space is given)",

@@ -47,9 +47,17 @@ def frame_hash(frame: pd.DataFrame) -> str:
 
 
 def fit_cache_key(
-    *, data_key: str, spec: dict[str, Any], seed: int, threshold: float, target: str, metric: str, code: str
+    *,
+    data_key: str,
+    spec: dict[str, Any],
+    seed: int,
+    threshold: float,
+    target: str,
+    metric: str,
+    code: str,
+    task: str = "binary",
 ) -> str:
-    """One fit's key: its data, the params it reads (the candidate spec, seed, threshold) and its code."""
+    """One fit's key: its data, the params it reads (the candidate spec, seed, threshold, task) and its code."""
     blob = json.dumps(
         {
             "format": CACHE_FORMAT,
@@ -60,6 +68,7 @@ def fit_cache_key(
             "target": target,
             "metric": metric,
             "code": code,
+            "task": task,
         },
         sort_keys=True,
         default=str,
@@ -81,6 +90,7 @@ def key_from_task_parameters(context: Any, parameters: dict[str, Any]) -> str:
         target=parameters["target"],
         metric=parameters["metric"],
         code=parameters["code"],
+        task=parameters.get("task", "binary"),
     )
 
 

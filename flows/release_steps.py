@@ -37,20 +37,32 @@ def run_tags(ctx: RunContext) -> dict[str, str]:
             "run_dir": str(ctx.out_dir)}  # fmt: skip
 
 
-def champion_scores(ctx: RunContext, test: pd.DataFrame) -> tuple[str | None, np.ndarray | None]:
-    """The current champion's version and its probabilities on the held-out rows (through its pyfunc)."""
-    from components.evaluation.assess import champion_proba
+def champion_scores(ctx: RunContext, model: TrainedModel, test: pd.DataFrame) -> tuple[str | None, np.ndarray | None]:
+    """The current champion's version and its scores on the held-out rows (through its pyfunc), in the
+    challenger's form: positive-class probabilities, per-class probabilities in its class order, or values."""
+    from components.evaluation.assess import champion_scores as scores_of
 
     version = registry.alias_version(ctx.name, ctx.settings.promote.alias)
     if version is None:
         return None, None
-    return version, champion_proba(f"models:/{ctx.name}/{version}", test, ctx.target)
+    uri = f"models:/{ctx.name}/{version}"
+    return version, scores_of(uri, test, ctx.target, task=ctx.task, classes=model.classes)
 
 
-def gate(ctx: RunContext, assessment: Any, prior: float, test: pd.DataFrame, champion: str | None, champ_proba):
-    """The promotion decision: thresholds or the class-prior baseline, behaviour, champion, slices.
+def baseline(ctx: RunContext, model: TrainedModel, train: pd.DataFrame, n_rows: int) -> np.ndarray:
+    """What a model with no features says on ``n_rows`` rows: the training split's class prior or mean."""
+    from components.evaluation.metrics import baseline_scores
 
-    ``prior`` is the positive class's share in the training split: what a model with no features says.
+    y = model.encode_target(train[ctx.target], what=f"training target '{ctx.target}'")
+    return baseline_scores(ctx.task, y, n_rows, len(model.classes) or None,
+                           metric=ctx.settings.evaluate.primary_metric, seed=ctx.settings.promote.seed)  # fmt: skip
+
+
+def gate(ctx: RunContext, assessment: Any, baseline: np.ndarray, test: pd.DataFrame, champion: str | None,
+         champ_proba) -> Any:  # fmt: skip
+    """The promotion decision: thresholds or the no-feature baseline, behaviour, champion, slices.
+
+    ``baseline`` holds the scores of a model with no features on the test rows (see :func:`baseline`).
     """
     from components.evaluation.slices import slice_metrics
     from components.release.gates import GatePolicy, decide
@@ -60,13 +72,15 @@ def gate(ctx: RunContext, assessment: Any, prior: float, test: pd.DataFrame, cha
                         confidence=p.confidence, seed=p.seed, max_slice_drop=p.max_slice_drop,
                         thresholds=dict(ev.thresholds))  # fmt: skip
     champion_slices = None
+    n_classes = assessment.proba.shape[1] if assessment.proba.ndim == 2 else None
     if champ_proba is not None:
         champion_slices = slice_metrics(test.drop(columns=[ctx.target]), assessment.y_true, champ_proba,
                                         slice_columns=ev.slices.columns, min_size=ev.slices.min_size,
-                                        threshold=ev.decision_threshold, bins=ev.slices.bins)  # fmt: skip
+                                        threshold=ev.decision_threshold, bins=ev.slices.bins, task=ctx.task,
+                                        n_classes=n_classes)  # fmt: skip
     return decide(challenger_metrics=assessment.metrics, policy=policy, y_true=assessment.y_true,
-                  challenger_proba=assessment.proba, champion_proba=champ_proba,
-                  baseline_proba=np.full(len(test), prior),
+                  challenger_proba=assessment.proba, champion_proba=champ_proba, baseline_proba=baseline,
+                  task=ctx.task,
                   challenger_slices=assessment.slices, champion_slices=champion_slices,
                   behaviour=assessment.behaviour, champion_version=champion,
                   threshold=ev.decision_threshold)  # fmt: skip
@@ -107,9 +121,17 @@ def _log_trials(candidate_run_id: str, outcome: CandidateOutcome) -> None:
 def version_tags(ctx: RunContext, model: TrainedModel, decision: Any, validation: str, report_uri: str):
     """Every tag a new version starts with: lineage, inputs, validation, the gate. One place, both drivers."""
     return (
-        lineage_tags(dataset_md5=ctx.md5, dataset_path=ctx.settings.data.path, git=ctx.commit, params_hash=ctx.phash,
-                     candidate=model.name, family=model.family)  # fmt: skip
+        lineage_tags(
+            dataset_md5=ctx.md5,
+            dataset_path=ctx.settings.data.path,
+            git=ctx.commit,
+            params_hash=ctx.phash,
+            candidate=model.name,
+            family=model.family,
+            task=model.task,
+        )  # fmt: skip
         | {
+            v.TAG_PRIMARY_METRIC: str(ctx.settings.evaluate.primary_metric),
             v.TAG_PIPELINE_RUN: ctx.run_id,
             v.TAG_DRIVER: ctx.driver,
             v.TAG_CODE_HASH: ctx.code_hash,
@@ -136,10 +158,18 @@ def package(ctx: RunContext, version: str, model: TrainedModel, frame: pd.DataFr
     else:
         schema = request_schema.schema_from_frame(frame, model.feature_columns)
     s = ctx.settings
+    buckets = _value_buckets(frame[ctx.target]) if ctx.task == "regression" else None
     return build_bento(registered_model=ctx.name, version=version, service_name=s.package.service_name,
                        metadata=metadata, schema=schema, constraints=ctx.root / "constraints.txt",
-                       max_batch=s.serve.max_batch,
-                       low_confidence_threshold=s.serve.low_confidence_threshold)  # fmt: skip
+                       max_batch=s.serve.max_batch, low_confidence_threshold=s.serve.low_confidence_threshold,
+                       task=model.task, classes=model.classes or None,
+                       value_buckets=buckets)  # fmt: skip
+
+
+def _value_buckets(target: pd.Series, n: int = 10) -> list[float]:
+    """Histogram buckets for served regression values: the target's deciles, so each holds about a tenth."""
+    edges = np.unique(np.quantile(target.to_numpy(dtype=np.float64), np.linspace(0, 1, n + 1)))
+    return [float(x) for x in edges]
 
 
 def infra_validate(ctx: RunContext, bento_tag: str, rows: pd.DataFrame, version: str):
@@ -190,9 +220,8 @@ def release(ctx: RunContext, *, model: TrainedModel, model_uri: str, child_run_i
     import mlflow
     from mlflow.entities import Metric
 
-    champion, champ_proba = run.champion_scores(ctx, test)
-    prior = float(np.mean(train[ctx.target].to_numpy() == model.classes[1]))
-    decision = run.gate(ctx, assessment, prior, test, champion, champ_proba)
+    champion, champ_proba = run.champion_scores(ctx, model, test)
+    decision = run.gate(ctx, assessment, baseline(ctx, model, train, len(test)), test, champion, champ_proba)
     now = int(time.time() * 1000)
     registry.client().log_batch(child_run_id, metrics=[Metric(f"test_{k}", x, now, 0)
                                                        for k, x in assessment.metrics.items()])  # fmt: skip

@@ -22,6 +22,7 @@ from components import vocabulary as v
 from components.config import load_settings
 from components.data import dataset as data_mod
 from components.release.lineage import git_commit
+from flows import steps
 from flows.runtime import load_secret_env, prepare_environment, redact
 from flows.steps import TRAINING_CODE  # the code a training run's fingerprint hashes
 from flows.training import training_pipeline
@@ -210,7 +211,9 @@ def retraining(
     prepare_environment(root)
     loaded = load_secrets_task(secrets) if secrets else []
     settings = load_settings(params_path, overrides)
-    settings = dataset_settings.resolve(settings, dataset_settings.load_configured_contract(settings, root))
+    contract = dataset_settings.load_configured_contract(settings, root)
+    task = contract.task if contract is not None else steps.guessed_task(settings, root)  # as the flow resolves it
+    settings = dataset_settings.resolve(settings, contract, task=task)
     name, params = settings.promote.registered_model, settings.as_params()
     dataset = root / settings.data.path
     incoming = root / incoming_dir if incoming_dir else None

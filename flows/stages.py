@@ -137,7 +137,7 @@ def train(ctx: RunContext, name: str) -> None:
             try:
                 outcomes.append(fit_and_score(name, one, train_frame, val_frame, settings.data.target,
                                               seed=settings.train.seed, threshold=ev.decision_threshold,
-                                              primary_metric=ev.primary_metric))  # fmt: skip
+                                              primary_metric=ev.primary_metric, task=ctx.task))  # fmt: skip
             except Exception as err:  # a failed search trial; a plain fit re-raises it
                 outcomes.append(err)
         return outcomes

@@ -43,6 +43,7 @@ class RunContext:
     fingerprint: str = ""
     commit: str = ""
     run_id: str = ""
+    task: str = "binary"  # binary | multiclass | regression: the contract's, else guessed from the target
 
     @property
     def name(self) -> str:
@@ -69,12 +70,11 @@ def resolve(
 ) -> RunContext:
     """Effective settings for a run: params, ``--set``, a bring-your-own file and contract.
 
-    The contract is read once here; dataset-specific settings (model name, thresholds, slices,
-    behaviour) come from it where params.yaml leaves them null. A target the pipeline cannot learn
-    is refused before anything runs.
+    The contract is read once here; dataset-specific settings (model name, task, primary metric,
+    thresholds, slices, behaviour) come from it where params.yaml leaves them null. A target that does
+    not fit the task, or a candidate whose family cannot learn it, is refused before anything runs.
     """
     from components.data.contract import load_contract
-    from components.training.families import check_supported_target
 
     root = Path(params_path).resolve().parent
     extra = list(overrides or []) + ([f"data.path={data_path}"] if data_path else [])
@@ -91,9 +91,25 @@ def resolve(
                 f"data.target is '{settings.data.target}' but the contract "
                 f"{settings.validate_.contract} declares target '{loaded.target}'"
             )
-        check_supported_target(loaded.labels, loaded.target, where=f"contract {settings.validate_.contract}: labels")
+        task = loaded.task
+    else:
+        task = guessed_task(settings, root)
     run_dir = out_dir or root / "runs" / f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-    return RunContext(dataset_settings.resolve(settings, loaded), root, loaded, run_dir, driver=driver)
+    resolved = dataset_settings.resolve(settings, loaded, task=task)
+    return RunContext(resolved, root, loaded, run_dir, driver=driver, task=task)
+
+
+def guessed_task(settings: Settings, root: Path) -> str:
+    """With no contract to say it, the task as ``contract infer`` would guess it from the target column."""
+    from components.data.contract_inference import guess_task
+
+    path = root / settings.data.path
+    if not path.is_file():
+        return "binary"  # a stage that never reads the data (DVC's later stages read the contract-less split)
+    frame = dataset.load_dataset(path)
+    if settings.data.target not in frame.columns:
+        return "binary"  # validation names the missing target column
+    return guess_task(frame[settings.data.target])[0]
 
 
 def load(ctx: RunContext) -> tuple[pd.DataFrame, str]:
@@ -141,26 +157,27 @@ def validate(ctx: RunContext, frame: pd.DataFrame, reference: pd.DataFrame | Non
     Raises ``DataRejectedError`` naming the rule and the report when a blocking rule fails.
     """
     from components.data.reading import model_frame
-    from components.training.families import check_supported_target
+    from components.dataset_settings import check_target_fits
     from components.validation.report import DataRejectedError
     from components.validation.report_html import write_report
     from components.validation.validate import basic_contract, validate_frame
 
     v = ctx.settings.validate_
     contract = ctx.contract or basic_contract(
-        frame, ctx.target, min_rows=v.min_rows, max_null_fraction=v.max_null_fraction
+        frame, ctx.target, min_rows=v.min_rows, max_null_fraction=v.max_null_fraction, task=ctx.task
     )
     report, accepted = validate_frame(frame, contract, reference=reference, quarantine_path=out_dir / "quarantine.csv")
     html = write_report(report, out_dir, title=f"Validation of {len(frame)} rows")
     if not report.success:
         raise DataRejectedError(report, html)
-    check_supported_target(accepted[ctx.target].unique(), ctx.target)
+    where = f"contract {ctx.settings.validate_.contract}" if ctx.contract else "data"
+    check_target_fits(ctx.task, accepted[ctx.target], ctx.target, where=where)
     return report, model_frame(accepted, contract), html
 
 
 def split(ctx: RunContext, frame: pd.DataFrame) -> dataset.Splits:
     d = ctx.settings.data
-    return dataset.split(frame, d.target, d.test_size, d.val_size, d.seed)
+    return dataset.split(frame, d.target, d.test_size, d.val_size, d.seed, task=ctx.task)
 
 
 def assess(ctx: RunContext, model: TrainedModel, test: pd.DataFrame, out_dir: Path):

@@ -2,7 +2,7 @@
 flows.release_steps (the DVC stages call the same bodies).
 
 validate → split → train candidates → choose on validation → assess on test → gate (thresholds or
-the class prior, behaviour, champion, slices) → register → package → infra-validate → promote.
+the no-feature baseline, behaviour, champion, slices) → register → package → infra-validate → promote.
 What Prefect adds: named tasks, retries on I/O, the per-fit cache (flows.fitting), artifacts.
 """
 
@@ -80,8 +80,10 @@ def training_pipeline(
 
     engine = FitEngine(ctx.settings.train.parallel)  # a local Dask cluster warms up while the data is validated
     registered: list[str] = []
-    with engine, mlflow.start_run(run_name="training-pipeline") as parent, release_steps.failures_recorded(
-        ctx.name, registered
+    with (
+        engine,
+        mlflow.start_run(run_name="training-pipeline") as parent,
+        release_steps.failures_recorded(ctx.name, registered),
     ):
         ctx = replace(ctx, run_id=parent.info.run_id, commit=git_commit(ctx.root))
         mlflow.set_tags(release_steps.run_tags(ctx))
@@ -96,7 +98,7 @@ def training_pipeline(
         report_uri = f"{mlflow.get_artifact_uri('validation')}/validation_report.html"
 
         splits = steps.split(ctx, frame)
-        outcomes, best, fits = train_and_choose(ctx.settings, ctx.root, splits, logger, force, engine)
+        outcomes, best, fits = train_and_choose(ctx.settings, ctx.root, splits, logger, force, engine, ctx.task)
         example = splits.train.drop(columns=[ctx.target])
         logged = {c: log_candidate_task(ctx.run_id, outcomes[c], example) for c in outcomes}
         model = outcomes[best.candidate].model

@@ -36,6 +36,19 @@ def prefect_harness():
         yield
 
 
+def isolated_env(home: Path) -> dict[str, str]:
+    """The environment for a subprocess that builds bentos in a bento store of its own under ``home``."""
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(home / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "GIT_PYTHON_REFRESH": "quiet",
+    }
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
 def make_project(tmp: Path, *, rows: int | None = 300, seed: int = 0) -> Path:
     """A throw-away copy of the project's config with a small sample of the default dataset."""
     from components.data.dataset import read_source, write_parquet

@@ -3,11 +3,12 @@
 A contract is a YAML file (see ``contracts/``) loaded into frozen dataclasses.
 Every rule carries a severity: ``block`` stops the run, ``warn`` is reported,
 ``quarantine`` (row-level rules only) moves failing rows aside. This module
-holds the model (rules, reading and drift options, errors) and reads it from
-plain data or YAML; writing it back is in ``contract_yaml``. Drafting a contract
-from a frame is in ``contract_inference``; reading files with one is in
-``reading``. All three import from here, never the other way round, and this
-module needs neither pandas nor numpy.
+holds the model (rules, reading and drift options, the errors of ``errors``)
+and reads it from plain data or YAML; writing it back is in ``contract_yaml``.
+Drafting a contract from a frame is in ``contract_inference``; reading files
+with one is in ``reading``. All three import from here, never the other way
+round. The task (``binary | multiclass | regression``) and the ``evaluation``
+section are checked in ``contract_sections``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ from typing import Any
 
 import yaml
 
+from components.data.contract_sections import check_task, parse_evaluation, task_from_labels
+from components.data.errors import ContractError
+from components.data.errors import DataReadError as DataReadError  # re-exported: read errors live here too
+from components.model.tasks import REGRESSION
+
 SEVERITIES = ("block", "warn", "quarantine")
 DTYPES = ("float", "int", "category", "string", "bool")
 ROW_RULES = frozenset({"not_null", "range", "allowed", "regex", "outliers", "labels"})
@@ -27,14 +33,6 @@ COLUMN_RULES += ("outliers", "not_constant")
 TABLE_RULES = ("row_count", "extra_columns", "unique_keys", "labels", "min_classes", "class_balance")
 TABLE_RULES += ("quarantine_share",)
 DEFAULT_SEVERITY = {"outliers": "quarantine"}  # everything else defaults to "block"
-
-
-class ContractError(ValueError):
-    """The contract is invalid; the message names the field."""
-
-
-class DataReadError(ValueError):
-    """A file cannot be read as the contract says; the message names the problem."""
 
 
 def _check_severities(where: str, severity: dict[str, str], known: tuple[str, ...]) -> None:
@@ -122,12 +120,12 @@ class DriftOptions:
 
 @dataclass(frozen=True)
 class Contract:
-    """A dataset's contract: columns, target and labels, table-level rules."""
+    """A dataset's contract: columns, target, task and labels, table-level rules."""
 
     name: str
     columns: tuple[ColumnRule, ...]
     target: str
-    labels: list
+    labels: list  # the target's allowed values; empty: not checked (always, for regression)
     class_balance: dict = field(default_factory=dict)  # label -> (min share, max share)
     min_rows: int = 1
     max_rows: int | None = None
@@ -137,10 +135,14 @@ class Contract:
     max_quarantine_fraction: float = 0.05
     drift: DriftOptions = field(default_factory=DriftOptions)
     severity: dict[str, str] = field(default_factory=dict)  # table rule -> severity overrides
-    # what a model of this data must show: thresholds, slices, behaviour (components.dataset_settings)
+    # what a model of this data must show: primary metric, thresholds, slices, behaviour (dataset_settings)
     evaluation: dict[str, Any] = field(default_factory=dict)
+    # binary | multiclass | regression; None (a contract without one): more than two labels is multiclass
+    task: str | None = None
 
     def __post_init__(self) -> None:
+        if self.task is None:
+            object.__setattr__(self, "task", task_from_labels(self.labels))
         names = [c.name for c in self.columns]
         if len(set(names)) != len(names):
             raise ContractError("columns: duplicate column names")
@@ -149,6 +151,7 @@ class Contract:
         for key in self.keys:
             if key not in names:
                 raise ContractError(f"keys: '{key}' is not among the contract's columns")
+        check_task(self)
         for label, bounds in self.class_balance.items():
             if label not in self.labels:
                 raise ContractError(f"class_balance.{label}: not one of the labels {self.labels}")
@@ -160,6 +163,11 @@ class Contract:
         if not 0 <= self.max_quarantine_fraction <= 1:
             raise ContractError("max_quarantine_fraction: must be between 0 and 1")
         _check_severities("table", self.severity, TABLE_RULES)
+
+    @property
+    def is_classification(self) -> bool:
+        """Whether the target holds labels (binary, multiclass) rather than numbers to predict."""
+        return self.task != REGRESSION
 
     def column(self, name: str) -> ColumnRule | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -178,34 +186,8 @@ class Contract:
 # --- from plain data / YAML -------------------------------------------------
 
 _COLUMN_KEYS = {f.name for f in fields(ColumnRule)} - {"name"}
-_TOP_KEYS = {"name", "columns", "target", "labels", "class_balance", "rows", "keys"}
+_TOP_KEYS = {"name", "columns", "target", "task", "labels", "class_balance", "rows", "keys"}
 _TOP_KEYS |= {"allow_extra_columns", "reading", "max_quarantine_fraction", "drift", "severity", "evaluation"}
-EVALUATION_KEYS = ("thresholds", "slices", "behaviour")
-
-
-def _evaluation(data: Any, columns: list[str]) -> dict[str, Any]:
-    """The contract's ``evaluation`` section, checked for shape (values are typed by the settings)."""
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ContractError("evaluation: expected a mapping of thresholds, slices and behaviour")
-    for key in data:
-        if key not in EVALUATION_KEYS:
-            raise ContractError(f"evaluation.{key}: unknown key; known: {', '.join(EVALUATION_KEYS)}")
-    thresholds = data.get("thresholds") or {}
-    if not isinstance(thresholds, dict) or not all(isinstance(v, int | float) for v in thresholds.values()):
-        raise ContractError("evaluation.thresholds: expected a mapping of metric -> minimum value")
-    slices = data.get("slices") or {}
-    if not isinstance(slices, dict):
-        raise ContractError("evaluation.slices: expected {columns: [...], min_size: N, bins: N}")
-    unknown = [c for c in slices.get("columns") or [] if c not in columns]
-    if unknown:
-        names = ", ".join(map(str, unknown))
-        raise ContractError(f"evaluation.slices.columns: {names} not among the contract's columns")
-    behaviour = data.get("behaviour") or []
-    if not isinstance(behaviour, list) or not all(isinstance(b, dict) for b in behaviour):
-        raise ContractError("evaluation.behaviour: expected a list of behaviour tests")
-    return {"thresholds": dict(thresholds), "slices": dict(slices), "behaviour": list(behaviour)}
 
 
 def _sub(cls: type, data: Any, where: str) -> Any:
@@ -248,10 +230,12 @@ def contract_from_dict(d: dict) -> Contract:
     for key in d:
         if key not in _TOP_KEYS:
             raise ContractError(f"{key}: unknown key; known: {', '.join(sorted(_TOP_KEYS))}")
-    for key in ("name", "columns", "target", "labels"):
+    regression = d.get("task") == REGRESSION
+    for key in ("name", "columns", "target") if regression else ("name", "columns", "target", "labels"):
         if key not in d:
             raise ContractError(f"{key}: missing required key")
-    if not isinstance(d["labels"], list) or not d["labels"]:
+    labels = d.get("labels") or []
+    if not isinstance(labels, list) or not (labels or regression):
         raise ContractError("labels: expected a non-empty list of the target's values")
     if not isinstance(d["columns"], dict) or not d["columns"]:
         raise ContractError("columns: expected a mapping of column name -> rules")
@@ -269,7 +253,7 @@ def contract_from_dict(d: dict) -> Contract:
             name=str(d["name"]),
             columns=tuple(_column_from_dict(n, s) for n, s in d["columns"].items()),
             target=d["target"],
-            labels=list(d["labels"] or []),
+            labels=list(labels),
             class_balance=balance,
             min_rows=int(rows.get("min", 1)),
             max_rows=None if rows.get("max") is None else int(rows["max"]),
@@ -279,7 +263,8 @@ def contract_from_dict(d: dict) -> Contract:
             max_quarantine_fraction=float(d.get("max_quarantine_fraction", 0.05)),
             drift=_sub(DriftOptions, d.get("drift"), "drift"),
             severity=dict(d.get("severity") or {}),
-            evaluation=_evaluation(d.get("evaluation"), [str(c) for c in d["columns"]]),
+            evaluation=parse_evaluation(d.get("evaluation"), [str(c) for c in d["columns"]]),
+            task=None if d.get("task") is None else str(d["task"]),
         )
     except ContractError:
         raise

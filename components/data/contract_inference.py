@@ -1,7 +1,8 @@
-"""Drafting a contract from a reference frame: dtypes, bounds, nulls, labels, keys, slices.
+"""Drafting a contract from a reference frame: the task, dtypes, bounds, nulls, labels, keys, slices.
 
 The draft is a starting point to review and tighten by hand (``mlops contract infer``
-writes it with :func:`components.data.contract_yaml.save_contract`).
+writes it with :func:`components.data.contract_yaml.save_contract`, the guessed task
+with the reason :func:`guess_task` gives).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from typing import Any
 import pandas as pd
 
 from components.data.contract import ColumnRule, Contract, ContractError
+from components.model.tasks import BINARY, MULTICLASS, REGRESSION
 
 MAX_CATEGORIES = 20  # more distinct values than this: a text column is "string", not "category"
+MAX_CLASS_CODES = 20  # a whole-number target with more distinct values than this is a quantity, not class codes
 SLICE_MAX_LEVELS = 8  # more levels make slices too small to compare
 
 
@@ -49,6 +52,35 @@ def looks_like_key(series: pd.Series, name: str) -> bool:
     return named and len(series) > 1 and series.notna().all() and series.is_unique
 
 
+def guess_task(series: pd.Series) -> tuple[str, str]:
+    """The task a target column asks for, and why (for the contract's comment and the CLI).
+
+    Numbers (not booleans) are a quantity to predict -- regression -- when they have a fractional
+    part and more than two distinct values, or when they are whole numbers with more than
+    ``MAX_CLASS_CODES`` distinct values (counts, ages, prices); a few whole numbers such as 0/1/2 are
+    class codes. Anything else is labels: two make a binary task, more a multiclass one. A guess: the
+    contract says ``edit if wrong``.
+    """
+    values = series.dropna()
+    name, distinct = series.name, values.unique()
+    n = len(distinct)
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    if numeric and n > 2:
+        fractional = bool((values % 1 != 0).any())
+        if fractional:
+            return REGRESSION, f"'{name}' is numeric with fractional values ({n} distinct)"
+        if n > MAX_CLASS_CODES:
+            return REGRESSION, f"'{name}' is numeric with {n} distinct values"
+    shown = ", ".join(str(_native(v)) for v in sorted(distinct, key=_sort_key)[:10]) + (", ..." if n > 10 else "")
+    kind = f"{n} whole-number codes" if numeric and n > 2 else f"{n} label{'s' if n != 1 else ''}"
+    return (MULTICLASS if n > 2 else BINARY), f"'{name}' holds {kind} ({shown})"
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    """Numbers by value, everything else by text (a column may mix them)."""
+    return (0, value) if isinstance(value, int | float) and not isinstance(value, bool) else (1, str(value))
+
+
 def _infer_column(series: pd.Series, name: str, margin: float) -> ColumnRule:
     dtype = infer_dtype(series)
     null_share = float(series.isna().mean()) if len(series) else 0.0
@@ -73,19 +105,30 @@ def _infer_column(series: pd.Series, name: str, margin: float) -> ColumnRule:
     return ColumnRule(name=name, **spec)
 
 
-def infer_contract(frame: pd.DataFrame, target: str, *, name: str | None = None, margin: float = 0.1) -> Contract:
-    """A draft contract from a reference frame: review and tighten it by hand."""
+def infer_contract(
+    frame: pd.DataFrame, target: str, *, name: str | None = None, margin: float = 0.1, task: str | None = None
+) -> Contract:
+    """A draft contract from a reference frame: review and tighten it by hand.
+
+    ``task`` None guesses it from the target (:func:`guess_task`). A regression target keeps its
+    bounds and lists no labels; a classification target lists its labels and their shares.
+    """
     if target not in frame.columns:
         raise ContractError(f"target: '{target}' is not a column of the frame")
+    task = task or guess_task(frame[target])[0]
     columns = []
     for col in frame.columns:
         rule = _infer_column(frame[col], str(col), margin)
         if col == target:
-            rule = ColumnRule(name=rule.name, dtype=rule.dtype, feature=False, not_constant=False)
+            rule = _target_rule(rule, task)
         columns.append(rule)
-    shares = frame[target].value_counts(normalize=True)
-    labels = sorted(_native(v) for v in shares.index)
-    balance = {_native(k): (round(max(0.0, v - margin), 4), round(min(1.0, v + margin), 4)) for k, v in shares.items()}
+    labels, balance = [], {}
+    if task != REGRESSION:
+        shares = frame[target].value_counts(normalize=True)
+        labels = sorted(_native(v) for v in shares.index)
+        balance = {
+            _native(k): (round(max(0.0, v - margin), 4), round(min(1.0, v + margin), 4)) for k, v in shares.items()
+        }
     keys = [c.name for c in columns if c.name != target and looks_like_key(frame[c.name], c.name)]
     return Contract(
         name=name or "inferred",
@@ -97,7 +140,16 @@ def infer_contract(frame: pd.DataFrame, target: str, *, name: str | None = None,
         max_rows=None,
         keys=keys[:1],
         evaluation=draft_evaluation(frame, columns),
+        task=task,
     )
+
+
+def _target_rule(rule: ColumnRule, task: str) -> ColumnRule:
+    """The target is never a feature nor null. A regression target is a float (whole numbers pass too)
+    within the observed bounds; the labels rule covers a classification target's values."""
+    if task == REGRESSION:
+        return ColumnRule(name=rule.name, dtype="float", min=rule.min, max=rule.max, feature=False, not_constant=False)
+    return ColumnRule(name=rule.name, dtype=rule.dtype, feature=False, not_constant=False)
 
 
 def draft_evaluation(frame: pd.DataFrame, columns: list[ColumnRule]) -> dict[str, Any]:

@@ -114,24 +114,54 @@ def find_in_dvc_cache(root: str | Path, md5: str) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def split(frame: pd.DataFrame, target: str, test_size: float, val_size: float, seed: int) -> Splits:
+MAX_STRATA = 10  # quantile bins of a regression target that the split keeps in proportion
+MIN_EXPECTED_PER_PART = 2  # rows of each bin expected in the smallest part; fewer and a bin is too small
+
+
+def split(
+    frame: pd.DataFrame, target: str, test_size: float, val_size: float, seed: int, *, task: str = "binary"
+) -> Splits:
     """Seeded stratified train/val/test split. ``val_size`` is a share of what remains after test.
 
     Row positions are split, not the frame, and each part is taken from ``frame`` once: the
     same rows in the same order as splitting the frame twice, without holding the
     train+val remainder as a third copy. Stratifying on label codes (sorted, as
     scikit-learn's own ``np.unique`` orders them) gives the same split as stratifying on
-    the labels, without sorting millions of Python strings.
+    the labels, without sorting millions of Python strings. A regression target (``task``)
+    is stratified on quantile bins of its values instead (:func:`regression_strata`), so every
+    part covers its whole range; too few rows for even two bins split unstratified.
     """
     from sklearn.model_selection import train_test_split
 
     if target not in frame.columns:
         raise KeyError(f"target column '{target}' is not in the dataset (columns: {', '.join(frame.columns)})")
-    labels, _ = pd.factorize(frame[target], sort=True, use_na_sentinel=False)
+    if task == "regression":
+        strata = regression_strata(frame[target], test_size, val_size)
+    else:
+        strata, _ = pd.factorize(frame[target], sort=True, use_na_sentinel=False)
     rows = np.arange(len(frame))
-    rest, test = train_test_split(rows, test_size=test_size, random_state=seed, stratify=labels)
-    train, val = train_test_split(rest, test_size=val_size, random_state=seed, stratify=labels[rest])
+    rest, test = train_test_split(rows, test_size=test_size, random_state=seed, stratify=strata)
+    rest_strata = None if strata is None else strata[rest]
+    train, val = train_test_split(rest, test_size=val_size, random_state=seed, stratify=rest_strata)
     return Splits(train=_take(frame, train), val=_take(frame, val), test=_take(frame, test))
+
+
+def regression_strata(values: pd.Series, test_size: float, val_size: float) -> np.ndarray | None:
+    """Quantile-bin codes of a numeric target to stratify on, or None when no binning fits.
+
+    As many bins as ``MAX_STRATA`` allows such that every bin still sends ``MIN_EXPECTED_PER_PART``
+    rows to the smallest of train, val and test (a stratified split refuses smaller ones). Missing
+    values are a bin of their own.
+    """
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    smallest = min(test_size, (1 - test_size) * val_size, (1 - test_size) * (1 - val_size))
+    for n_bins in range(MAX_STRATA, 1, -1):
+        codes = pd.qcut(numbers, n_bins, labels=False, duplicates="drop")
+        codes = np.where(np.isnan(codes), -1, codes).astype(np.int64)
+        _, counts = np.unique(codes, return_counts=True)
+        if len(counts) > 1 and counts.min() * smallest >= MIN_EXPECTED_PER_PART:
+            return codes
+    return None
 
 
 def _take(frame: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:

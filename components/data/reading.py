@@ -190,18 +190,22 @@ def _clean_text(series: pd.Series, opts: ReadOptions, suffix: str | None) -> pd.
 def normalise(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:
     """Apply reading options and declared dtypes to a freshly read frame (returns a new frame).
 
-    Columns that already have what the contract asks for are passed through without a copy.
+    Columns that already have what the contract asks for are passed through without a copy. A
+    classification target loses its label suffix; a regression target is read as float whatever
+    its declared numeric dtype, since it is a quantity every model predicts as float.
     """
     opts = contract.reading
     rules = {c.name: c for c in contract.columns}
+    labels = contract.is_classification
     out = {}
     for col in frame.columns:
         s = frame[col]
         if pd.api.types.is_string_dtype(s):  # object columns count only if every value is a str
-            suffix = opts.label_strip_suffix if col == contract.target else None
+            suffix = opts.label_strip_suffix if col == contract.target and labels else None
             s = _clean_text(s, opts, suffix)
         rule = rules.get(col)
-        out[col] = _cast(s, rule.dtype) if rule is not None else s
+        dtype = "float" if col == contract.target and not labels else rule.dtype if rule is not None else None
+        out[col] = _cast(s, dtype) if dtype is not None else s
     # copy=False: the columns are new Series or unchanged ones; copy-on-write keeps the input safe.
     return pd.DataFrame(out, index=frame.index, copy=False)
 

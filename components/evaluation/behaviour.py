@@ -1,8 +1,18 @@
 """Model behaviour tests: invariance, direction and minimum functionality (golden rows).
 
-Configured by plain dicts from ``params.yaml``; run against any ``predict_proba``
-that maps a feature frame to positive-class probabilities. Every spec is checked
-before the model is called, so a typo fails fast and names the key.
+Configured by plain dicts from ``params.yaml`` or the contract; run against any ``predict`` that maps a
+feature frame to the model's scores (components.model.tasks: positive-class probabilities, class
+probabilities or predicted values). Every spec is checked before the model is called, so a typo fails
+fast and names the test and the key.
+
+Per task:
+
+- invariance: classifiers may flip their answer on at most ``max_flip_rate`` of rows; a regression's
+  value may move by more than ``tolerance`` on at most ``max_fraction`` of rows (default 0).
+- directional: the score moves as ``expect``\\s when ``column`` is shifted by ``delta``; a multiclass
+  model names the ``class`` whose probability is meant.
+- golden: ``expected`` holds a class label per row (binary also 0/1 for negative/positive, as before)
+  or, for regression, a number per row, met within ``tolerance``.
 """
 
 from __future__ import annotations
@@ -15,14 +25,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-KINDS = ("invariance", "directional", "golden")
-PERTURBATIONS = ("shift", "scale", "replace")
-_REQUIRED = {
-    "invariance": ("column", "perturbation", "max_flip_rate"),
-    "directional": ("column", "delta", "expect", "min_fraction"),
-    "golden": ("rows", "expected"),
-}
-_TIE = 1e-9  # a probability change this small counts as "unchanged" for directional tests
+from components.evaluation.behaviour_specs import check_spec
+from components.model.tasks import BINARY, MULTICLASS, REGRESSION, check_task
+
+_TIE = 1e-9  # a score change this small counts as "unchanged" for directional tests
 
 Predict = Callable[[pd.DataFrame], np.ndarray]
 
@@ -39,51 +45,24 @@ class BehaviourResult:
         return asdict(self)
 
 
-def _check_spec(spec: Mapping[str, Any], frame: pd.DataFrame, position: int) -> dict[str, Any]:
-    kind = spec.get("kind")
-    label = spec.get("name") or f"#{position}"
-    if kind not in KINDS:
-        raise ValueError(f"behaviour test {label}: unknown kind {kind!r}; known kinds: {', '.join(KINDS)}")
-    missing = [k for k in _REQUIRED[kind] if k not in spec]
-    if missing:
-        raise ValueError(f"behaviour test {label} ({kind}): missing key(s) {', '.join(missing)}")
-    if kind == "golden":
-        unknown = sorted({c for row in spec["rows"] for c in row if c not in frame.columns})
-        if unknown:
-            raise ValueError(f"behaviour test {label} (golden): unknown column(s) {', '.join(unknown)}")
-        if len(spec["rows"]) != len(spec["expected"]) or not spec["rows"]:
-            raise ValueError(
-                f"behaviour test {label} (golden): needs as many expected labels as rows (and >= 1)"
-            )
-        return {**spec, "name": spec.get("name") or "golden"}
-    column = spec["column"]
-    if column not in frame.columns:
-        raise ValueError(f"behaviour test {label} ({kind}): unknown column {column!r}")
-    numeric = pd.api.types.is_numeric_dtype(frame[column]) and not pd.api.types.is_bool_dtype(frame[column])
-    if kind == "invariance":
-        perturbation = spec["perturbation"]
-        if (
-            not isinstance(perturbation, Mapping)
-            or len(perturbation) != 1
-            or next(iter(perturbation)) not in PERTURBATIONS
-        ):
-            raise ValueError(
-                f"behaviour test {label}: perturbation must be one of {{shift|scale|replace: value}}"
-            )
-        if next(iter(perturbation)) != "replace" and not numeric:
-            raise ValueError(f"behaviour test {label}: cannot shift or scale non-numeric column {column!r}")
-    else:
-        if spec["expect"] not in ("increase", "decrease"):
-            raise ValueError(
-                f"behaviour test {label}: expect must be 'increase' or 'decrease', not {spec['expect']!r}"
-            )
-        if not numeric:
-            raise ValueError(f"behaviour test {label}: cannot shift non-numeric column {column!r}")
-    return {**spec, "name": spec.get("name") or f"{kind}:{column}"}
+@dataclass(frozen=True)
+class _Model:
+    """What the tests need to know about the model besides ``predict``."""
 
+    predict: Predict
+    task: str
+    classes: list[Any]
+    threshold: float
 
-def _proba(predict_proba: Predict, frame: pd.DataFrame) -> np.ndarray:
-    return np.asarray(predict_proba(frame), dtype=np.float64).reshape(-1)
+    def scores(self, frame: pd.DataFrame) -> np.ndarray:
+        scores = np.asarray(self.predict(frame), dtype=np.float64)
+        return scores if self.task == MULTICLASS else scores.reshape(-1)
+
+    def answers(self, scores: np.ndarray) -> np.ndarray:
+        """Class index per row (binary by the threshold, multiclass the most probable class)."""
+        if self.task == MULTICLASS:
+            return np.argmax(scores, axis=1)
+        return (scores >= self.threshold).astype(int)
 
 
 def _perturbed(frame: pd.DataFrame, column: str, perturbation: Mapping[str, Any]) -> pd.DataFrame:
@@ -97,11 +76,22 @@ def _perturbed(frame: pd.DataFrame, column: str, perturbation: Mapping[str, Any]
     return frame.assign(**{column: new})  # a new frame; the input is left as it was
 
 
-def _invariance(spec, predict_proba: Predict, frame: pd.DataFrame, base: np.ndarray, threshold: float):
-    after = _proba(predict_proba, _perturbed(frame, spec["column"], spec["perturbation"]))
-    flipped = int(np.sum((base >= threshold) != (after >= threshold)))
-    rate = flipped / len(base)
+def _invariance(spec, model: _Model, frame: pd.DataFrame, base: np.ndarray):
+    after = model.scores(_perturbed(frame, spec["column"], spec["perturbation"]))
     ((op, value),) = spec["perturbation"].items()
+    change = np.abs(after - base)
+    if model.task == REGRESSION:
+        over = int(np.sum(change > spec["tolerance"]))
+        share, allowed = over / len(base), spec.get("max_fraction", 0.0)
+        detail = (
+            f"{spec['column']} {op} {value!r}: the prediction moves by more than {spec['tolerance']!r} on "
+            f"{share:.2%} of rows ({over}/{len(base)}); allowed at most {allowed:.2%}"
+        )
+        numbers = {"fraction_over": share, "n_over": over, "n_rows": len(base), "max_fraction": allowed}
+        numbers |= {"tolerance": spec["tolerance"], "max_abs_change": float(change.max())}
+        return share <= allowed, detail, numbers | {"mean_abs_change": float(change.mean())}
+    flipped = int(np.sum(model.answers(base) != model.answers(after)))
+    rate = flipped / len(base)
     passed = rate <= spec["max_flip_rate"]
     detail = (
         f"{spec['column']} {op} {value!r}: predictions flip on {rate:.2%} of rows ({flipped}/{len(base)}); "
@@ -110,19 +100,25 @@ def _invariance(spec, predict_proba: Predict, frame: pd.DataFrame, base: np.ndar
     numbers = {"flip_rate": rate, "n_flipped": flipped, "n_rows": len(base)}
     numbers |= {
         "max_flip_rate": spec["max_flip_rate"],
-        "mean_abs_change": float(np.mean(np.abs(after - base))),
+        # per row: binary the probability, multiclass the largest change of any class's probability
+        "mean_abs_change": float(np.mean(change if change.ndim == 1 else change.max(axis=1))),
     }
     return passed, detail, numbers
 
 
-def _directional(spec, predict_proba: Predict, frame: pd.DataFrame, base: np.ndarray, threshold: float):
-    after = _proba(predict_proba, _perturbed(frame, spec["column"], {"shift": spec["delta"]}))
+def _directional(spec, model: _Model, frame: pd.DataFrame, base: np.ndarray):
+    after = model.scores(_perturbed(frame, spec["column"], {"shift": spec["delta"]}))
+    what = "prediction" if model.task == REGRESSION else "probability"
+    if model.task == MULTICLASS:
+        index = spec["class_index"]
+        base, after = base[:, index], after[:, index]
+        what = f"probability of class {model.classes[index]!r}"
     change = after - base
     ok = change >= -_TIE if spec["expect"] == "increase" else change <= _TIE
     fraction = float(np.mean(ok))
     passed = fraction >= spec["min_fraction"]
     detail = (
-        f"{spec['column']} shifted by {spec['delta']!r}: probability moves to {spec['expect']} (or stays) on "
+        f"{spec['column']} shifted by {spec['delta']!r}: {what} moves to {spec['expect']} (or stays) on "
         f"{fraction:.2%} of rows; required at least {spec['min_fraction']:.2%}"
     )
     numbers = {
@@ -151,31 +147,57 @@ def _golden_frame(frame: pd.DataFrame, rows: list[Mapping[str, Any]]) -> pd.Data
     return given
 
 
-def _golden(spec, predict_proba: Predict, frame: pd.DataFrame, threshold: float):
-    proba = _proba(predict_proba, _golden_frame(frame, spec["rows"]))
-    got = (proba >= threshold).astype(int)
-    expected = np.asarray(spec["expected"]).astype(int)
-    wrong = np.flatnonzero(got != expected)
-    shown = ", ".join(f"row {i}: expected {expected[i]} got {got[i]} (p={proba[i]:.3f})" for i in wrong[:5])
-    detail = f"{len(got) - len(wrong)}/{len(got)} golden rows predicted as expected" + (
-        f"; {shown}" if shown else ""
-    )
-    numbers = {
-        "n_rows": len(got),
-        "n_correct": int(len(got) - len(wrong)),
-        "min_margin": float(np.min(np.abs(proba - threshold))),
-    }
+def _golden(spec, model: _Model, frame: pd.DataFrame):
+    scores = model.scores(_golden_frame(frame, spec["rows"]))
+    if model.task == REGRESSION:
+        expected = np.asarray(spec["expected"], dtype=np.float64)
+        miss = np.abs(scores - expected)
+        wrong = np.flatnonzero(miss > spec["tolerance"])
+        shown = ", ".join(f"row {i}: expected {expected[i]:g} got {scores[i]:.4g}" for i in wrong[:5])
+        numbers = {"max_abs_error": float(miss.max()), "tolerance": spec["tolerance"]}
+        what = f"within {spec['tolerance']!r} of the expected value"
+    else:
+        got, expected = model.answers(scores), np.asarray(spec["expected_index"])
+        wrong = np.flatnonzero(got != expected)
+        probability = scores if model.task == BINARY else scores[np.arange(len(got)), got]
+        names = [0, 1] if spec["expected_as_01"] else model.classes  # in the form the spec gave
+        shown = ", ".join(
+            f"row {i}: expected {names[expected[i]]} got {names[got[i]]} (p={probability[i]:.3f})" for i in wrong[:5]
+        )
+        margin = np.abs(scores - model.threshold) if model.task == BINARY else _top_two_gap(scores)
+        numbers = {"min_margin": float(np.min(margin))}
+        what = "predicted as expected"
+    detail = f"{len(scores) - len(wrong)}/{len(scores)} golden rows {what}" + (f"; {shown}" if shown else "")
+    numbers = {"n_rows": len(scores), "n_correct": int(len(scores) - len(wrong))} | numbers
     return len(wrong) == 0, detail, numbers
 
 
-def run_behaviour_tests(
-    predict_proba: Predict, frame: pd.DataFrame, specs: list[dict[str, Any]], *, threshold: float
-) -> list[BehaviourResult]:
-    """Run each spec in order.
+def _top_two_gap(proba: np.ndarray) -> np.ndarray:
+    """How far each row's most probable class is ahead of the next: its margin."""
+    top = np.sort(proba, axis=1)
+    return top[:, -1] - top[:, -2]
 
-    Unknown kinds or columns and missing keys raise ValueError before the model is called.
+
+def run_behaviour_tests(
+    predict: Predict,
+    frame: pd.DataFrame,
+    specs: list[dict[str, Any]],
+    *,
+    threshold: float,
+    task: str = BINARY,
+    classes: list[Any] | None = None,
+) -> list[BehaviourResult]:
+    """Run each spec in order against ``predict`` (a model's scores for ``task``; ``classes`` in score order).
+
+    Unknown kinds or columns, missing keys and labels that are not classes raise ValueError before the
+    model is called.
     """
-    checked = [_check_spec(spec, frame, i) for i, spec in enumerate(specs)]
+    if check_task(task) != REGRESSION and classes is None:
+        classes = [0, 1] if task == BINARY else None
+        if classes is None:
+            raise ValueError("multiclass behaviour tests need the model's classes")
+    model = _Model(predict, task, list(classes or []), threshold)
+    checked = [check_spec(spec, frame, i, task, model.classes) for i, spec in enumerate(specs)]
     if len(frame) == 0 and any(spec["kind"] != "golden" for spec in checked):
         raise ValueError("invariance and directional tests need a non-empty frame")
     seen: dict[str, int] = {}
@@ -187,10 +209,10 @@ def run_behaviour_tests(
     results = []
     for spec in checked:
         if spec["kind"] == "golden":
-            passed, detail, numbers = _golden(spec, predict_proba, frame, threshold)
+            passed, detail, numbers = _golden(spec, model, frame)
         else:
-            base = _proba(predict_proba, frame) if base is None else base
+            base = model.scores(frame) if base is None else base
             run = _invariance if spec["kind"] == "invariance" else _directional
-            passed, detail, numbers = run(spec, predict_proba, frame, base, threshold)
+            passed, detail, numbers = run(spec, model, frame, base)
         results.append(BehaviourResult(spec["name"], spec["kind"], bool(passed), detail, numbers))
     return results

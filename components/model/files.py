@@ -1,10 +1,12 @@
-"""A trained model's pickle-free file format: ``model.json`` beside skops files and a torch ``state_dict``.
+"""A trained model's pickle-free file format: ``model.json`` beside skops files, a torch ``state_dict``
+or a LightGBM text model.
 
 scikit-learn objects are stored with skops (loaded only if every type in the
 file is from an allow-listed package); PyTorch weights as a ``state_dict``
-loaded with ``weights_only=True``. Nothing here unpickles arbitrary files.
-skops and torch are imported inside the functions that write and read them:
-importing either is slow, and most importers of a model never touch its files.
+loaded with ``weights_only=True``; LightGBM boosters in LightGBM's own text
+format. Nothing here unpickles arbitrary files. Equal models give equal bytes.
+skops, torch and lightgbm are imported inside the functions that write and read
+them: importing any is slow, and most importers of a model never touch its files.
 """
 
 from __future__ import annotations
@@ -14,11 +16,16 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from components.model.lgbm import load_booster, save_booster
+from components.model.tasks import BINARY, check_task
 from components.model.torch_net import build_mlp
 from components.model.trained import TrainedModel
 
 SAFE_TYPE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
 META_FILE = "model.json"
+# What a torch model needs besides its weights (model.extra -> model.json): the input width, the number of
+# outputs (one per class for multiclass) and, for regression, the target's mean and spread the net predicts in.
+_TORCH_META = ("n_inputs", "n_outputs", "target_mean", "target_std")
 
 
 class UnsafeModelFileError(ValueError):
@@ -93,13 +100,17 @@ def save_model(model: TrainedModel, directory: str | Path) -> Path:
         "classes": [c.item() if hasattr(c, "item") else c for c in model.classes],
         "threshold": model.threshold,
         "kinds": model.kinds,
+        "task": model.task,
     }
     if model.family == "torch_mlp":
         import torch
 
         _skops_dump(model.preprocessor, directory / "preprocessor.skops")
         torch.save(model.estimator.state_dict(), directory / "mlp_state.pt")
-        meta["n_inputs"] = model.extra["n_inputs"]
+        meta.update({k: model.extra[k] for k in _TORCH_META if k in model.extra})
+    elif model.family == "lightgbm":
+        _skops_dump(model.preprocessor, directory / "preprocessor.skops")
+        save_booster(model.estimator, directory)
     else:
         _skops_dump(model.estimator, directory / "estimator.skops")
     (directory / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
@@ -112,16 +123,22 @@ def load_model(directory: str | Path) -> TrainedModel:
     common = {k: meta[k] for k in ("name", "family", "params", "feature_columns", "classes", "threshold")}
     kinds = meta.get("kinds")  # model.json sorts its keys: the column order is feature_columns'
     common["kinds"] = None if kinds is None else {c: kinds[c] for c in meta["feature_columns"]}
+    common["task"] = check_task(meta.get("task", BINARY))  # saved before tasks existed: binary
     if meta["family"] == "torch_mlp":
         import torch
 
-        net = build_mlp(meta["n_inputs"], meta["params"]["hidden"])
+        n_outputs = meta.get("n_outputs", 1)
+        net = build_mlp(meta["n_inputs"], meta["params"]["hidden"], n_outputs)
         net.load_state_dict(torch.load(directory / "mlp_state.pt", weights_only=True))
         net.eval()
         return TrainedModel(
             **common,
             estimator=net,
             preprocessor=_skops_load(directory / "preprocessor.skops"),
-            extra={"n_inputs": meta["n_inputs"]},
+            extra={k: meta[k] for k in _TORCH_META if k in meta},
+        )
+    if meta["family"] == "lightgbm":
+        return TrainedModel(
+            **common, estimator=load_booster(directory), preprocessor=_skops_load(directory / "preprocessor.skops")
         )
     return TrainedModel(**common, estimator=_skops_load(directory / "estimator.skops"))

@@ -1,8 +1,11 @@
 """MLflow models-from-code entry: the pyfunc wrapper every registered model uses.
 
 MLflow stores this file's source (not a pickle) with the model. At load time it
-rebuilds the model from skops / state_dict files, so preprocessing travels with
-the model and no arbitrary pickle is ever loaded. Never imported by our code.
+rebuilds the model from skops / state_dict / LightGBM text files, so preprocessing
+travels with the model and no arbitrary pickle is ever loaded. Never imported by our code.
+The output is ``TrainedModel.predict_frame``'s, by the model's task: binary ``label``,
+``probability``; multiclass ``label``, ``probability``, ``proba_<class>`` per class;
+regression ``value``.
 """
 
 import mlflow
@@ -11,7 +14,7 @@ from mlflow.pyfunc import PythonModel
 from components.model.files import load_model
 
 
-class TabularClassifier(PythonModel):
+class TabularModel(PythonModel):
     def load_context(self, context):
         self._model = load_model(context.artifacts["model_dir"])
 
@@ -19,4 +22,4 @@ class TabularClassifier(PythonModel):
         return self._model.predict_frame(model_input)
 
 
-mlflow.models.set_model(TabularClassifier())
+mlflow.models.set_model(TabularModel())

@@ -1,4 +1,10 @@
-"""The PyTorch candidate: a small MLP trained by a seeded, deterministic loop."""
+"""The PyTorch candidate: a small MLP trained by a seeded, deterministic loop.
+
+One head per task: a single logit with binary cross-entropy (binary), one logit per class with
+cross-entropy (multiclass), a single linear output with squared error on the standardised target
+(regression; the mean and standard deviation travel with the model so predictions come out in
+target units). Early stopping watches the same loss on the validation data.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from components.model.tasks import BINARY, MULTICLASS, REGRESSION, check_task
+
 log = logging.getLogger(__name__)
 
 
-def build_mlp(n_inputs: int, hidden: list[int]):
-    """A feed-forward binary classifier emitting one logit per row."""
+def build_mlp(n_inputs: int, hidden: list[int], n_outputs: int = 1):
+    """A feed-forward net emitting ``n_outputs`` values per row (one logit per class for multiclass)."""
     import torch.nn as nn
 
     layers: list[nn.Module] = []
@@ -21,7 +29,7 @@ def build_mlp(n_inputs: int, hidden: list[int]):
     for size in hidden:
         layers += [nn.Linear(width, size), nn.ReLU()]
         width = size
-    layers.append(nn.Linear(width, 1))
+    layers.append(nn.Linear(width, n_outputs))
     return nn.Sequential(*layers)
 
 
@@ -38,6 +46,8 @@ class MLPFit:
     best_epoch: int
     train_losses: tuple[float, ...]
     val_losses: tuple[float, ...] = ()  # empty without validation data
+    target_mean: float = 0.0  # regression: the net predicts (y - target_mean) / target_std
+    target_std: float = 1.0
 
 
 class _BestWeights:
@@ -57,12 +67,23 @@ class _BestWeights:
         return epoch - self.epoch >= self.patience
 
 
-def _as_tensors(X: np.ndarray, y: np.ndarray):
+def _as_tensors(X: np.ndarray, y: np.ndarray, task: str = BINARY):
+    """Features, and the target as the task's loss takes it (class indices for cross-entropy)."""
     import torch
 
     features = torch.as_tensor(np.asarray(X, dtype=np.float32))
+    if task == MULTICLASS:
+        return features, torch.as_tensor(np.asarray(y, dtype=np.int64))
     labels = torch.as_tensor(np.asarray(y, dtype=np.float32)).reshape(-1, 1)
     return features, labels
+
+
+def _loss_fn(task: str):
+    import torch
+
+    return {BINARY: torch.nn.BCEWithLogitsLoss, MULTICLASS: torch.nn.CrossEntropyLoss, REGRESSION: torch.nn.MSELoss}[
+        task
+    ]()
 
 
 def _train_epoch(net, optimiser, loss_fn, features, labels, batch_size: int, generator) -> float:
@@ -82,14 +103,32 @@ def _train_epoch(net, optimiser, loss_fn, features, labels, batch_size: int, gen
     return total / len(order)
 
 
-def mean_bce(net, X: np.ndarray, y: np.ndarray) -> float:
-    """Mean binary cross-entropy of ``net`` on preprocessed features: the early-stopping criterion."""
+def validation_loss(net, X: np.ndarray, y: np.ndarray, task: str = BINARY) -> float:
+    """The training loss of ``task`` on preprocessed features: the early-stopping criterion.
+
+    For regression ``y`` is the standardised target, as the net was trained on it.
+    """
     import torch
 
-    features, labels = _as_tensors(X, y)
+    features, labels = _as_tensors(X, y, task)
     net.eval()
     with torch.no_grad():
-        return float(torch.nn.functional.binary_cross_entropy_with_logits(net(features), labels))
+        return float(_loss_fn(task)(net(features), labels))
+
+
+def mean_bce(net, X: np.ndarray, y: np.ndarray) -> float:
+    """Mean binary cross-entropy of ``net`` on preprocessed features (the binary early-stopping criterion)."""
+    return validation_loss(net, X, y, BINARY)
+
+
+def _standardise(y: np.ndarray, y_val: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None, float, float]:
+    """A regression target as the net learns it: zero mean, unit spread (a constant target keeps spread 1)."""
+    y = np.asarray(y, dtype=np.float64)
+    mean, std = float(y.mean()), float(y.std())
+    if not np.isfinite(std) or std == 0.0:
+        std = 1.0
+    scaled_val = None if y_val is None else (np.asarray(y_val, dtype=np.float64) - mean) / std
+    return (y - mean) / std, scaled_val, mean, std
 
 
 def _check_validation(X_val, y_val, patience: int | None) -> None:
@@ -114,8 +153,13 @@ def fit_mlp(
     X_val: np.ndarray | None = None,
     y_val: np.ndarray | None = None,
     patience: int | None = None,
+    task: str = BINARY,
+    n_outputs: int = 1,
 ) -> MLPFit:
     """Train an MLP on already-preprocessed features; the returned net is in eval mode.
+
+    ``y`` is the encoded target (``components.model.tasks.encode_target``); a multiclass net
+    has ``n_outputs`` = the number of classes, the other tasks one output.
 
     With ``patience`` (and validation data) training stops after ``patience``
     epochs without a lower validation loss and the best epoch's weights are put
@@ -125,27 +169,34 @@ def fit_mlp(
     import torch
 
     _check_validation(X_val, y_val, patience)
+    check_task(task)
+    if (n_outputs >= 2) != (task == MULTICLASS):
+        raise ValueError(f"a {task} net needs {'one output per class' if task == MULTICLASS else 'one output'}, "
+                         f"got n_outputs={n_outputs}")  # fmt: skip
+    mean, std = 0.0, 1.0
+    if task == REGRESSION:
+        y, y_val, mean, std = _standardise(y, y_val)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
     generator = torch.Generator().manual_seed(seed)
-    net = build_mlp(X.shape[1], hidden)
-    features, labels = _as_tensors(X, y)
+    net = build_mlp(X.shape[1], hidden, n_outputs)
+    features, labels = _as_tensors(X, y, task)
     optimiser = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
+    loss_fn = _loss_fn(task)
     best = _BestWeights(patience) if patience is not None else None
     train_losses: list[float] = []
     val_losses: list[float] = []
     for epoch in range(1, epochs + 1):
         train_losses.append(_train_epoch(net, optimiser, loss_fn, features, labels, batch_size, generator))
         if X_val is not None:
-            val_losses.append(mean_bce(net, X_val, y_val))
+            val_losses.append(validation_loss(net, X_val, y_val, task))
         stop = best is not None and best.update(net, val_losses[-1], epoch)
         if epoch % 10 == 0 or epoch == epochs or stop:
             _log_epoch(epoch, epochs, train_losses, val_losses)
         if stop:
             log.info("mlp early stop after epoch %d: no better validation loss since epoch %d", epoch, best.epoch)
             break
-    return _finish(net, best, train_losses, val_losses)
+    return _finish(net, best, train_losses, val_losses, mean, std)
 
 
 def _log_epoch(epoch: int, epochs: int, train_losses: list[float], val_losses: list[float]) -> None:
@@ -155,7 +206,9 @@ def _log_epoch(epoch: int, epochs: int, train_losses: list[float], val_losses: l
         log.info("mlp epoch %d/%d loss %.4f", epoch, epochs, train_losses[-1])
 
 
-def _finish(net, best: _BestWeights | None, train_losses: list[float], val_losses: list[float]) -> MLPFit:
+def _finish(
+    net, best: _BestWeights | None, train_losses: list[float], val_losses: list[float], mean: float, std: float
+) -> MLPFit:
     """Put back the best weights (if tracked) and package the outcome."""
     epochs_trained = len(train_losses)
     best_epoch = epochs_trained
@@ -163,7 +216,7 @@ def _finish(net, best: _BestWeights | None, train_losses: list[float], val_losse
         net.load_state_dict(best.state)
         best_epoch = best.epoch
     net.eval()
-    return MLPFit(net, epochs_trained, best_epoch, tuple(train_losses), tuple(val_losses))
+    return MLPFit(net, epochs_trained, best_epoch, tuple(train_losses), tuple(val_losses), mean, std)
 
 
 def mlp_proba(net, X: np.ndarray) -> np.ndarray:
@@ -173,3 +226,17 @@ def mlp_proba(net, X: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         logits = net(torch.as_tensor(np.asarray(X, dtype=np.float32)))
         return torch.sigmoid(logits).reshape(-1).double().numpy()
+
+
+def mlp_scores(net, X: np.ndarray, task: str = BINARY, target_mean: float = 0.0, target_std: float = 1.0):
+    """Scores for preprocessed features (``components.model.tasks``): P(positive), class probabilities
+    (softmax in float64, so every row sums to 1 as metrics expect), or the value in target units."""
+    import torch
+
+    if task == BINARY:
+        return mlp_proba(net, X)
+    with torch.no_grad():
+        out = net(torch.as_tensor(np.asarray(X, dtype=np.float32))).double()
+    if task == MULTICLASS:
+        return torch.softmax(out, dim=1).numpy()
+    return out.reshape(-1).numpy() * target_std + target_mean

@@ -1,7 +1,8 @@
 """The gate's statistics: a paired bootstrap of one metric's difference, and McNemar's test.
 
-Pure functions over arrays of labels and scores for the same held-out rows; what the
-numbers mean for a promotion is decided in :mod:`components.release.gates`.
+Pure functions over arrays of labels and scores (of any task, components.model.tasks) for the same
+held-out rows; every metric as a function of resample counts is in :mod:`components.release.metric_scorers`,
+and what the numbers mean for a promotion is decided in :mod:`components.release.gates`.
 """
 
 from __future__ import annotations
@@ -12,60 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from components.vocabulary import METRIC_DIRECTIONS, higher_is_better
+from components.model.tasks import BINARY, MULTICLASS, REGRESSION, check_task
+from components.release.metric_scorers import scorer
+from components.vocabulary import METRIC_DIRECTIONS, TASK_METRICS, higher_is_better
 
-BOOTSTRAP_METRICS = tuple(METRIC_DIRECTIONS)  # every metric of the task has a paired test
+BOOTSTRAP_METRICS = tuple(METRIC_DIRECTIONS)  # every metric of every task has a paired test
 _CHUNK_CELLS = 1_000_000  # resample counts held at once (rows x resamples), 8 MB of float64
 _EXACT_MCNEMAR_BELOW = 25  # discordant pairs; the chi-squared approximation is poor below this
-
-
-def _scorer(metric: str, y: np.ndarray, proba: np.ndarray, threshold: float) -> Callable[[np.ndarray], np.ndarray]:
-    """``metric`` as a function of bootstrap counts ``w`` (rows x resamples), one value per resample.
-
-    Sorting and per-row terms are computed once here, not once per resample.
-    """
-    if metric in ("roc_auc", "pr_auc"):
-        order = np.argsort(-proba if metric == "pr_auc" else proba, kind="stable")
-        ranked, ys = proba[order], y[order][:, None]
-        starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])  # one group per distinct score
-        tied = len(starts) < len(ranked)
-
-        def ranking(w: np.ndarray) -> np.ndarray:
-            ws = w[order]
-            pos = ws * ys
-            neg = ws - pos
-            if tied:  # pool each group of equal scores, as sklearn does
-                pos, neg = np.add.reduceat(pos, starts, axis=0), np.add.reduceat(neg, starts, axis=0)
-            if metric == "roc_auc":  # Mann-Whitney: negatives ranked below count 1, tied ones 1/2
-                below = np.cumsum(neg, axis=0, out=None if tied else neg)
-                n_neg = below[-1].copy()
-                if tied:
-                    below -= 0.5 * neg
-                return np.einsum("ij,ij->j", pos, below) / ((ws.sum(axis=0) - n_neg) * n_neg)
-            tp, seen = np.cumsum(pos, axis=0), np.cumsum(ws if not tied else pos + neg, axis=0)
-            precision = np.divide(tp, seen, out=np.zeros_like(tp), where=seen > 0)
-            return np.einsum("ij,ij->j", pos, precision) / tp[-1]  # average precision, as sklearn defines it
-
-        return ranking
-    if metric in ("log_loss", "brier"):
-        p = np.clip(proba, 1e-15, 1 - 1e-15)
-        loss = -(y * np.log(p) + (1 - y) * np.log1p(-p)) if metric == "log_loss" else (p - y) ** 2
-        return lambda w: loss @ w / w.sum(axis=0)
-    if metric not in BOOTSTRAP_METRICS:
-        raise ValueError(f"no paired test for metric {metric!r}; known: {', '.join(BOOTSTRAP_METRICS)}")
-    pred = (proba >= threshold).astype(np.float64)
-    cells = np.stack([pred * y, pred * (1 - y), (1 - pred) * y, (1 - pred) * (1 - y)])  # tp, fp, fn, tn
-
-    def counting(w: np.ndarray) -> np.ndarray:
-        tp, fp, fn, tn = cells @ w
-        if metric == "accuracy":
-            return (tp + tn) / (tp + fp + fn + tn)
-        if metric == "f1":
-            den = 2 * tp + fp + fn
-            return np.divide(2 * tp, den, out=np.zeros_like(den), where=den > 0)
-        return 0.5 * (tp / (tp + fn) + tn / (tn + fp))  # balanced accuracy
-
-    return counting
 
 
 def _resample_counts(rng: np.random.Generator, n: int, size: int, groups: np.ndarray, m: int) -> np.ndarray:
@@ -99,6 +53,44 @@ def _distinct_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first[order], rank[groups.reshape(-1)]
 
 
+def _inputs(task: str, metric: str, y_true, a, b) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The target and both models' scores as the task's scorers take them, checked."""
+    if metric not in TASK_METRICS[check_task(task)]:
+        raise ValueError(f"no paired test for {task} metric {metric!r}; known: {', '.join(TASK_METRICS[task])}")
+    y = np.asarray(y_true).astype(np.float64 if task != MULTICLASS else np.int64)
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if not len(y) == len(a) == len(b) or len(y) == 0:
+        raise ValueError(f"y_true ({len(y)}), proba_a ({len(a)}), proba_b ({len(b)}) must be equal and non-empty")
+    if task == MULTICLASS:
+        if a.ndim != 2 or a.shape != b.shape:
+            raise ValueError(f"multiclass scores must be (rows, classes) of one shape; got {a.shape} and {b.shape}")
+        if y.min() < 0 or y.max() >= a.shape[1]:
+            raise ValueError(f"y_true must hold class indices 0..{a.shape[1] - 1} for {a.shape[1]} score columns")
+        absent = np.flatnonzero(np.bincount(y, minlength=a.shape[1]) == 0)
+        if metric == "roc_auc_ovr" and len(absent):
+            raise ValueError(f"roc_auc_ovr needs every class in y_true; class index(es) {absent.tolist()} absent")
+    elif a.ndim != 1 or b.ndim != 1:
+        raise ValueError(f"{task} scores must be one value per row; got shapes {a.shape} and {b.shape}")
+    if task == BINARY and y.min() == y.max():
+        raise ValueError(f"{metric} needs both classes in y_true; all rows are {int(y[0])}")
+    return y, a, b
+
+
+def _validity(task: str, metric: str, y_d: np.ndarray, n: int, k: int) -> Callable[[np.ndarray], np.ndarray] | None:
+    """Which resamples the metric is defined on, from their counts; None when it is defined on all."""
+    if task == BINARY:  # single-class resamples are skipped for every binary metric, as always
+
+        def both_classes(w: np.ndarray) -> np.ndarray:
+            n_pos = y_d @ w
+            return (n_pos > 0) & (n_pos < n)
+
+        return both_classes
+    if metric == "roc_auc_ovr":  # a class's AUC needs the class in the resample
+        indicator = (y_d[None, :] == np.arange(k)[:, None]).astype(np.float64)
+        return lambda w: (indicator @ w > 0).all(axis=0)
+    return None
+
+
 def paired_bootstrap(
     y_true: np.ndarray,
     proba_a: np.ndarray,
@@ -109,44 +101,43 @@ def paired_bootstrap(
     n_resamples: int,
     seed: int,
     confidence: float,
+    task: str = BINARY,
 ) -> dict[str, Any]:
     """Percentile CI of ``metric(a) - metric(b)`` over the same resampled rows.
 
-    Resamples are drawn as count vectors, so every metric, ROC AUC included,
-    is computed for a whole chunk of resamples with array operations. Counts
-    are kept per distinct (label, score a, score b) row rather than per row:
-    the same draws give the same values (exactly; log loss and Brier, which
-    sum floats, up to rounding) at a cost per resample that follows the
-    number of distinct rows. Single-class resamples
-    are skipped (``n_valid`` says how many remain). ``p_value`` is one-sided:
-    the share of resamples where a is not better than b.
+    ``proba_a``/``proba_b`` are the two models' scores in ``task``'s form (positive-class probabilities,
+    ``(n, k)`` class probabilities, or predicted values) and ``y_true`` the encoded target. Resamples are
+    drawn as count vectors, so every metric, ROC AUC included, is computed for a whole chunk of
+    resamples with array operations (:mod:`components.release.metric_scorers`). Counts are kept per
+    distinct (label, scores a, scores b) row rather than per row: the same draws give the same values
+    (exactly; metrics that sum floats up to rounding) at a cost per resample that follows the number of
+    distinct rows. Resamples a metric is undefined on are skipped (``n_valid`` says how many remain):
+    single-class ones in binary, ones missing a class for ``roc_auc_ovr``. ``p_value`` is one-sided:
+    the share of resamples where a is not better than b (lower is better for losses and errors).
     """
-    if metric not in BOOTSTRAP_METRICS:
-        raise ValueError(f"no paired test for metric {metric!r}; known: {', '.join(BOOTSTRAP_METRICS)}")
-    y = np.asarray(y_true).astype(np.float64)
-    a, b = np.asarray(proba_a, dtype=np.float64), np.asarray(proba_b, dtype=np.float64)
-    if not len(y) == len(a) == len(b) or len(y) == 0:
-        raise ValueError(f"y_true ({len(y)}), proba_a ({len(a)}), proba_b ({len(b)}) must be equal and non-empty")
-    if y.min() == y.max():
-        raise ValueError(f"{metric} needs both classes in y_true; all rows are {int(y[0])}")
+    y, a, b = _inputs(task, metric, y_true, proba_a, proba_b)
     n = len(y)
     one = np.ones((n, 1))
-    value_a, value_b = (float(_scorer(metric, y, p, threshold)(one)[0]) for p in (a, b))
-    first, groups = _distinct_rows(y, a, b)
+    value_a, value_b = (float(scorer(task, metric, y, p, threshold)(one)[0]) for p in (a, b))
+    columns = (y, a, b) if task != MULTICLASS else (y, *a.T, *b.T)
+    first, groups = _distinct_rows(*columns)
     y_d = y[first]
-    score_a, score_b = (_scorer(metric, y_d, p[first], threshold) for p in (a, b))
+    score_a, score_b = (scorer(task, metric, y_d, p[first], threshold) for p in (a, b))
+    defined = _validity(task, metric, y_d, n, a.shape[1] if a.ndim == 2 else 0)
     rng = np.random.default_rng(seed)
     chunk = max(1, _CHUNK_CELLS // n)
     diffs = []
     for start in range(0, n_resamples, chunk):
         w = _resample_counts(rng, n, min(chunk, n_resamples - start), groups, len(first))
-        n_pos = y_d @ w
-        valid = (n_pos > 0) & (n_pos < n)
-        w = w if valid.all() else w[:, valid]
+        if defined is not None:
+            valid = defined(w)
+            w = w if valid.all() else w[:, valid]
         diffs.append(score_a(w) - score_b(w))
     d = np.concatenate(diffs) if diffs else np.empty(0)
     if d.size == 0:
-        raise ValueError("every bootstrap resample held a single class; is y_true all one class?")
+        if task == BINARY:
+            raise ValueError("every bootstrap resample held a single class; is y_true all one class?")
+        raise ValueError(f"{metric} was undefined on every bootstrap resample: a class too rare in y_true?")
     alpha = 1 - confidence
     low, high = np.quantile(d, [alpha / 2, 1 - alpha / 2])
     not_better = d <= 0 if higher_is_better(metric) else d >= 0
@@ -164,6 +155,15 @@ def paired_bootstrap(
         "n_valid": int(d.size),
         "seed": seed,
     }
+
+
+def predicted_labels(task: str, scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Class indices a classifier's scores answer (for McNemar): by threshold, or the most probable class."""
+    if task == BINARY:
+        return (np.asarray(scores) >= threshold).astype(np.int64)
+    if task == MULTICLASS:
+        return np.argmax(np.asarray(scores), axis=1)
+    raise ValueError(f"a {REGRESSION} model predicts no labels")
 
 
 def mcnemar(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> dict[str, Any]:

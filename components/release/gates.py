@@ -1,7 +1,9 @@
 """The promotion gate: absolute thresholds, behaviour tests, a paired test against the champion, slices.
 
 Data with no known bar (no thresholds configured) must instead beat a trivial baseline, the class
-prior, by the same paired bootstrap: a model no better than always answering the base rate is kept.
+prior (classifiers) or the training mean (regression), by the same paired bootstrap: a model no better
+than always answering the base rate or the mean is kept. Every task's metrics work in every check,
+lower-is-better ones (losses, errors) included.
 
 Pure logic over predictions already made on the same held-out rows; the
 registry step records the :class:`PromotionDecision` as tags, a driver stops
@@ -17,8 +19,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from components.release.gate_statistics import BOOTSTRAP_METRICS, mcnemar, paired_bootstrap
-from components.vocabulary import higher_is_better
+from components.model.tasks import BINARY, REGRESSION, check_task, is_classification
+from components.release.gate_statistics import BOOTSTRAP_METRICS, mcnemar, paired_bootstrap, predicted_labels
+from components.release.gate_text import beats_text, clip, comparison_text, fmt, p_short, slice_text
+from components.vocabulary import TASK_METRICS, higher_is_better
 
 POLICIES = ("superior", "non_inferior")
 
@@ -68,14 +72,14 @@ class PromotionDecision:
         """Flat ``gate.*`` tags with short string values, for MLflow."""
         tags = {
             "gate.decision": "promote" if self.promote else "keep",
-            "gate.reason": _clip(self.reason, 500),
+            "gate.reason": clip(self.reason, 500),
         }
         for key in ("challenger_version", "champion_version"):
             if getattr(self, key) is not None:
                 tags[f"gate.{key}"] = str(getattr(self, key))
         for name, t in self.thresholds.items():
             tags[f"gate.threshold.{name}"] = (
-                f"{'pass' if t['passed'] else 'fail'} {_fmt(t['value'])} {t['op']} {t['bound']}"
+                f"{'pass' if t['passed'] else 'fail'} {fmt(t['value'])} {t['op']} {t['bound']}"
             )
         if self.baseline is not None:
             b = self.baseline
@@ -91,18 +95,18 @@ class PromotionDecision:
                     "gate.policy": c["policy"] if c["policy"] == "superior" else f"{c['policy']} {c['margin']}",
                     "gate.diff": f"{c['diff']:.4g}",
                     "gate.ci": f"[{c['ci_low']:.4g}, {c['ci_high']:.4g}] at {c['confidence']}",
-                    "gate.p_value": _p(c["p_value"]),
+                    "gate.p_value": p_short(c["p_value"]),
                     "gate.n_resamples": f"{c['n_valid']}/{c['n_resamples']}",
                 }
             )
             if c.get("mcnemar"):
-                tags["gate.mcnemar_p_value"] = _p(c["mcnemar"]["p_value"])
+                tags["gate.mcnemar_p_value"] = p_short(c["mcnemar"]["p_value"])
         if self.slices is not None:
             failed = [k for k, s in self.slices.items() if not s["passed"]]
-            tags["gate.slices"] = _clip(f"{len(self.slices)} checked; failed: {', '.join(failed) or 'none'}", 250)
+            tags["gate.slices"] = clip(f"{len(self.slices)} checked; failed: {', '.join(failed) or 'none'}", 250)
         if self.behaviour is not None:
             failed = [k for k, b in self.behaviour.items() if not b["passed"]]
-            tags["gate.behaviour"] = _clip(f"{len(self.behaviour)} run; failed: {', '.join(failed) or 'none'}", 250)
+            tags["gate.behaviour"] = clip(f"{len(self.behaviour)} run; failed: {', '.join(failed) or 'none'}", 250)
         return tags
 
     def summary_lines(self) -> list[str]:
@@ -110,27 +114,19 @@ class PromotionDecision:
         lines = [f"{'PROMOTE' if self.promote else 'KEEP'}: {self.reason}"]
         for name, t in self.thresholds.items():
             state = "pass" if t["passed"] else "FAIL"
-            lines.append(f"threshold {name}: {_fmt(t['value'])} {t['op']} {t['bound']} {state}")
+            lines.append(f"threshold {name}: {fmt(t['value'])} {t['op']} {t['bound']} {state}")
         if self.baseline is not None:
-            lines.append(_comparison_text(self.baseline))
+            lines.append(comparison_text(self.baseline))
         if self.behaviour is not None:
             for name, b in self.behaviour.items():
                 lines.append(f"behaviour {name}: {'pass' if b['passed'] else 'FAIL'}: {b['detail']}")
         if self.comparison is not None:
-            lines.append(_comparison_text(self.comparison))
+            lines.append(comparison_text(self.comparison))
         if self.slices is not None:
             failed = [k for k, s in self.slices.items() if not s["passed"]]
             lines.append(f"slices: {len(self.slices)} compared, {len(failed)} regressed")
-            lines += [_slice_text(k, self.slices[k]) for k in failed]
+            lines += [slice_text(k, self.slices[k]) for k in failed]
         return lines
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_thresholds(metrics: Mapping[str, float], thresholds: Mapping[str, float]) -> dict[str, dict[str, Any]]:
@@ -149,7 +145,7 @@ def _check_thresholds(metrics: Mapping[str, float], thresholds: Mapping[str, flo
     return checked
 
 
-def _compare(policy: GatePolicy, y, challenger, champion, threshold: float) -> dict[str, Any]:
+def _compare(policy: GatePolicy, y, challenger, champion, threshold: float, task: str) -> dict[str, Any]:
     boot = paired_bootstrap(
         y,
         challenger,
@@ -159,6 +155,7 @@ def _compare(policy: GatePolicy, y, challenger, champion, threshold: float) -> d
         n_resamples=policy.n_resamples,
         seed=policy.seed,
         confidence=policy.confidence,
+        task=task,
     )
     higher = higher_is_better(policy.primary_metric)
     gain_low = boot["ci_low"] if higher else -boot["ci_high"]  # lower bound of the improvement
@@ -175,78 +172,56 @@ def _compare(policy: GatePolicy, y, challenger, champion, threshold: float) -> d
         "passed": bool(gain_low > bar),
         "mcnemar": None,
     }
-    if policy.primary_metric == "accuracy":
-        pred_a, pred_b = (np.asarray(p) >= threshold for p in (challenger, champion))
+    if policy.primary_metric == "accuracy" and is_classification(task):
+        pred_a, pred_b = (predicted_labels(task, p, threshold) for p in (challenger, champion))
         result["mcnemar"] = mcnemar(y, pred_a, pred_b)
     return result
 
 
-def _compare_slices(challenger: Mapping, champion: Mapping, policy: GatePolicy) -> dict[str, dict[str, Any]]:
-    """Primary metric per slice present in both; accuracy where it is undefined (one-class slice)."""
+def _compare_slices(challenger: Mapping, champion: Mapping, policy: GatePolicy, task: str) -> dict[str, dict[str, Any]]:
+    """Primary metric per slice present in both; where a slice lacks it (undefined, such as ROC AUC on a
+    one-class slice, or not computed per slice) a metric every slice has: accuracy, or MAE for regression.
+
+    The drop is in the metric's units, except for errors in the target's units (RMSE, MAE): there it is
+    a fraction of the champion's error, so one ``max_slice_drop`` fits any target's scale.
+    """
+    fallback = "mae" if task == REGRESSION else "accuracy"
     compared = {}
     for key in (k for k in challenger if k in champion):
         mine, theirs = challenger[key], champion[key]
         metric = policy.primary_metric
         if mine.get(metric) is None or theirs.get(metric) is None:
-            metric = "accuracy"
+            metric = fallback
         new, old = float(mine[metric]), float(theirs[metric])
         drop = old - new if higher_is_better(metric) else new - old
+        relative = metric in _IN_TARGET_UNITS and old > 0
+        drop = drop / old if relative else drop
         passed = bool(drop <= policy.max_slice_drop + 1e-12)
         compared[key] = {"metric": metric, "challenger": new, "champion": old, "drop": drop, "passed": passed}
+        if relative:  # only then: classification records stay as they were
+            compared[key]["relative"] = True
     return compared
 
 
-def _p(value: float) -> str:
-    return f"{value:.2g}" if value >= 1e-4 else "<0.0001"
-
-
-def _p_text(value: float) -> str:
-    return f"p={_p(value)}" if value >= 1e-4 else "p<0.0001"
-
-
-def _signed(value: float) -> str:
-    """A difference with its sign; tiny ones in scientific notation so they do not read as zero."""
-    return f"{value:+.4f}" if value == 0 or abs(value) >= 1e-3 else f"{value:+.2e}"
-
-
-def _comparison_text(c: Mapping[str, Any]) -> str:
-    text = (
-        f"challenger {c['metric']} {c['challenger']:.4f} vs {c.get('against', 'champion')} {c['champion']:.4f} "
-        f"(diff {_signed(c['diff'])}, "
-        f"{c['confidence']:.0%} CI [{_signed(c['ci_low'])}, {_signed(c['ci_high'])}], "
-        f"one-sided {_p_text(c['p_value'])}, {c['n_valid']} paired bootstrap resamples"
-    )
-    if c.get("mcnemar"):
-        m = c["mcnemar"]
-        text += f"; McNemar b={m['b']} c={m['c']} {_p_text(m['p_value'])}"
-    return text + ")"
-
-
-def _slice_text(key: str, s: Mapping[str, Any]) -> str:
-    return f"slice '{key}': {s['metric']} {s['challenger']:.4f} vs champion {s['champion']:.4f} (drop {s['drop']:.4f})"
-
-
-def _beats_text(c: Mapping[str, Any], bar: float) -> str:
-    gain_low = c["ci_low"] if c["higher_is_better"] else -c["ci_high"]
-    return f"the lower CI bound of the improvement, {_signed(gain_low)}, is not above {bar:+.4f}"
+_IN_TARGET_UNITS = ("rmse", "mae")  # slice drops measured relative to the champion's value
 
 
 def _verdict(thresholds, baseline, behaviour, comparison, slices, policy: GatePolicy) -> tuple[bool, str]:
     """The first failing check, in the documented order, as a sentence with its numbers."""
     failed = [
-        f"{n}={_fmt(t['value'])}, required {t['op']} {t['bound']}" for n, t in thresholds.items() if not t["passed"]
+        f"{n}={fmt(t['value'])}, required {t['op']} {t['bound']}" for n, t in thresholds.items() if not t["passed"]
     ]
     if failed:
         return False, "kept: threshold not met: " + "; ".join(failed)
     if baseline is not None and not baseline["passed"]:
-        return False, f"kept: no better than the baseline: {_comparison_text(baseline)}; {_beats_text(baseline, 0.0)}"
+        return False, f"kept: no better than the baseline: {comparison_text(baseline)}; {beats_text(baseline, 0.0)}"
     bad = [f"{n} ({b['detail']})" for n, b in (behaviour or {}).items() if not b["passed"]]
     if bad:
         return False, "kept: behaviour test failed: " + "; ".join(bad)
-    held = ", ".join(f"{n}={_fmt(t['value'])} {t['op']} {t['bound']}" for n, t in thresholds.items())
+    held = ", ".join(f"{n}={fmt(t['value'])} {t['op']} {t['bound']}" for n, t in thresholds.items())
     held = f"thresholds hold ({held})" if held else "no thresholds configured"
     if baseline is not None:
-        held = f"no thresholds configured, beats the baseline: {_comparison_text(baseline)}"
+        held = f"no thresholds configured, beats the baseline: {comparison_text(baseline)}"
     if comparison is None:
         return (
             True,
@@ -257,12 +232,12 @@ def _verdict(thresholds, baseline, behaviour, comparison, slices, policy: GatePo
     claim = "superior" if policy.policy == "superior" else f"non-inferior within margin {policy.margin}"
     if not comparison["passed"]:
         bar = 0.0 if policy.policy == "superior" else -policy.margin
-        return False, f"kept: {_comparison_text(comparison)} is not {claim}: {_beats_text(comparison, bar)}"
+        return False, f"kept: {comparison_text(comparison)} is not {claim}: {beats_text(comparison, bar)}"
     worst = sorted((k for k, s in (slices or {}).items() if not s["passed"]), key=lambda k: -slices[k]["drop"])
     if worst:
-        detail = "; ".join(_slice_text(k, slices[k]) for k in worst)
+        detail = "; ".join(slice_text(k, slices[k]) for k in worst)
         return False, f"kept: better overall but drops more than {policy.max_slice_drop} on {detail}"
-    return True, f"promoted: {_comparison_text(comparison)} is {claim}; {held}"
+    return True, f"promoted: {comparison_text(comparison)} is {claim}; {held}"
 
 
 def _behaviour_table(results: Sequence[Any]) -> dict[str, dict[str, Any]]:
@@ -287,10 +262,18 @@ def decide(
     challenger_version: str | None = None,
     champion_version: str | None = None,
     threshold: float = 0.5,
+    task: str = BINARY,
 ) -> PromotionDecision:
     """Promote or keep. Every check given is run and recorded; the reason names the first that fails,
     in this order: thresholds (or, with none configured, the baseline), behaviour, paired test against
-    the champion, slices. ``baseline_proba`` is a trivial model's answer on the same rows (the class prior)."""
+    the champion, slices.
+
+    The ``*_proba`` arguments hold ``task``'s scores (components.model.tasks) on the same rows and
+    ``y_true`` the encoded target. ``baseline_proba`` is a model without features' answer on them
+    (components.evaluation.metrics.baseline_scores: the class prior, or the training mean)."""
+    if policy.primary_metric not in TASK_METRICS[check_task(task)]:
+        raise ValueError(f"primary_metric {policy.primary_metric!r} is not a {task} metric; "
+                         f"known: {', '.join(TASK_METRICS[task])}")  # fmt: skip
     thresholds = _check_thresholds(challenger_metrics, policy.thresholds)
     behaviour_table = None if behaviour is None else _behaviour_table(behaviour)
     comparison = slices = baseline = None
@@ -298,14 +281,16 @@ def decide(
         if y_true is None or challenger_proba is None:
             raise ValueError("the baseline gate needs y_true and challenger_proba on the same rows")
         # Beating the prior is a claim of superiority whatever the champion policy says.
-        baseline = _compare(replace(policy, policy="superior"), y_true, challenger_proba, baseline_proba, threshold)
-        baseline["against"] = "class-prior baseline"
+        baseline = _compare(
+            replace(policy, policy="superior"), y_true, challenger_proba, baseline_proba, threshold, task
+        )
+        baseline["against"] = "class-prior baseline" if is_classification(task) else "training-mean baseline"
     if champion_proba is not None:
         if y_true is None or challenger_proba is None:
             raise ValueError("comparing with a champion needs y_true and challenger_proba on the same rows")
-        comparison = _compare(policy, y_true, challenger_proba, champion_proba, threshold)
+        comparison = _compare(policy, y_true, challenger_proba, champion_proba, threshold, task)
         if challenger_slices is not None and champion_slices is not None:
-            slices = _compare_slices(challenger_slices, champion_slices, policy)
+            slices = _compare_slices(challenger_slices, champion_slices, policy, task)
     promote, reason = _verdict(thresholds, baseline, behaviour_table, comparison, slices, policy)
     return PromotionDecision(
         promote=promote,

@@ -1,9 +1,11 @@
 """Infra validation: serve the exact bento, send it held-out rows, compare with the pyfunc.
 
 The served answers must equal what ``mlflow.pyfunc.load_model(reference).predict``
-says for the same rows (labels equal, probabilities within ``prob_tol``) and single
-record latency must stay under a p95 budget. A failed check is a result
-(``InfraReport.passed`` is False, ``reason`` says why), never an exception.
+says for the same rows (labels equal and every probability within ``prob_tol`` for a
+classifier, values within ``prob_tol * max(1, |value|)`` for regression: see
+``answer_parity``; the task is the reference's) and single record latency must stay
+under a p95 budget. A failed check is a result (``InfraReport.passed`` is False,
+``reason`` says why and names the first differing row and field), never an exception.
 
 ``serve_bento`` (a context manager) is the one way we start ``bentoml serve``:
 exact tag, 127.0.0.1, a free port, its own session, always stopped.
@@ -29,6 +31,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from components.release.answer_parity import REGRESSION, compare_predictions, parity_problems, reference_task
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,8 @@ class InfraReport:
     p95_budget_ms: float = math.nan
     startup_s: float = math.nan
     port: int = 0
+    task: str = "binary"
+    max_value_diff: float = math.nan  # regression: the largest |difference| / max(1, |value|)
 
 
 def check_exact_tag(bento_tag: str) -> None:
@@ -185,17 +191,6 @@ def frame_to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
 
 
-def compare_predictions(expected: pd.DataFrame, served: list[dict[str, Any]]) -> tuple[int, float]:
-    """(label mismatches, max |probability difference|) between the pyfunc and the service."""
-    if len(served) != len(expected):
-        return len(expected), math.inf
-    labels = [p.get("label") for p in served]
-    proba = np.array([p.get("probability", math.nan) for p in served], dtype=np.float64)
-    mismatches = sum(a != b for a, b in zip(expected["label"].tolist(), labels, strict=True))
-    diff = np.abs(expected["probability"].to_numpy(dtype=np.float64) - proba)
-    return int(mismatches), float(np.nan_to_num(diff, nan=math.inf).max(initial=0.0))
-
-
 @dataclass
 class _Replay:
     latencies_ms: list[float]
@@ -204,16 +199,22 @@ class _Replay:
     failures: list[str]
 
 
-def _replay(url: str, bento_tag: str, records: list[dict[str, Any]], max_single: int, batch_size: int) -> _Replay:
+def _replay(
+    url: str, bento_tag: str, records: list[dict[str, Any]], max_single: int, batch_size: int, task: str
+) -> _Replay:
     """One request per record (timed), then the records again in batches."""
     import httpx
 
     out = _Replay([], [], [], [])
     # Expire idle connections before the server's 5 s keep-alive does: no reuse races.
     with httpx.Client(base_url=url, timeout=30.0, limits=httpx.Limits(keepalive_expiry=1.0)) as client:
-        served_tag = client.get("/metadata").json().get("bento_tag")
+        metadata = client.get("/metadata").json()
+        served_tag = metadata.get("bento_tag")
         if served_tag != bento_tag:
             raise ValueError(f"{url} serves bento {served_tag!r}, not {bento_tag!r}")
+        served_task = metadata.get("task", "binary")  # bentos from before tasks were binary
+        if served_task != task:
+            raise ValueError(f"{bento_tag} answers as a {served_task!r} model, the reference pyfunc is {task!r}")
         for record in records[:max_single]:
             t0 = time.perf_counter()
             resp = client.post("/predict", json={"records": [record]})
@@ -260,42 +261,43 @@ def validate_bento(
     pyfunc = mlflow.pyfunc.load_model(reference_model_uri)
     features = pyfunc_input(pyfunc, rows)
     expected = pyfunc.predict(features).reset_index(drop=True)
+    task = reference_task(expected)
     records = frame_to_records(rows[list(features.columns)])  # as clients send them: raw values, not model input
-    base = {"bento_tag": bento_tag, "n_rows": len(records), "p95_budget_ms": p95_budget_ms}
+    base = {"bento_tag": bento_tag, "n_rows": len(records), "p95_budget_ms": p95_budget_ms, "task": task}
     started, port = time.monotonic(), 0
     try:
         if url:
-            replay, startup_s = _replay(url, bento_tag, records, max_single, batch_size), 0.0
+            replay, startup_s = _replay(url, bento_tag, records, max_single, batch_size, task), 0.0
         else:
             with serve_bento(bento_tag, bentoml_home=bentoml_home, timeout_s=timeout_s) as served:
                 startup_s, port = time.monotonic() - started, served.port
-                replay = _replay(served.url, bento_tag, records, max_single, batch_size)
+                replay = _replay(served.url, bento_tag, records, max_single, batch_size, task)
     except (ServeError, httpx.HTTPError, ValueError, KeyError) as err:
         return InfraReport(passed=False, reason=f"serving failed: {err}", **base)
     n_single = min(len(records), max_single)
     n_requests = n_single + math.ceil(len(records) / batch_size)
-    mism_single, diff_single = compare_predictions(expected.iloc[:n_single], replay.single)
-    mism_batch, diff_batch = compare_predictions(expected, replay.batched)
+    single = compare_predictions(expected.iloc[:n_single], replay.single, task=task, tol=prob_tol,
+                                 where="single-record request, row")  # fmt: skip
+    batch = compare_predictions(expected, replay.batched, task=task, tol=prob_tol, where="batch requests, row")
     p50, p95 = (float(np.percentile(replay.latencies_ms, q)) for q in (50, 95))
     problems = []
     if replay.failures:
         problems.append(f"{len(replay.failures)} of {n_requests} requests failed (first: {replay.failures[0]})")
-    if mism_single or mism_batch:
-        problems.append(f"{mism_single + mism_batch} labels differ from the reference pyfunc")
-    if max(diff_single, diff_batch) > prob_tol:
-        problems.append(f"probabilities differ by up to {max(diff_single, diff_batch):.3g} (> {prob_tol:g})")
+    problems += parity_problems(task, single, batch, prob_tol)
     if p95 > p95_budget_ms:
         problems.append(f"p95 latency {p95:.1f} ms exceeds the budget of {p95_budget_ms:g} ms")
-    reason = "; ".join(problems) or (
-        f"{len(records)} rows: labels equal, probabilities within {prob_tol:g}, p95 {p95:.1f} ms"
-    )
+    agree = f"values within {prob_tol:g} x max(1, |value|)" if task == REGRESSION else (
+        f"labels equal, probabilities within {prob_tol:g}")  # fmt: skip
+    reason = "; ".join(problems) or f"{len(records)} rows: {agree}, p95 {p95:.1f} ms"
+    max_diff = max(single.max_diff, batch.max_diff)
     report = InfraReport(
         passed=not problems,
         reason=reason,
         n_requests=n_requests,
         errors=len(replay.failures),
-        label_mismatches=mism_single + mism_batch,
-        max_prob_diff=max(diff_single, diff_batch),
+        label_mismatches=single.label_mismatches + batch.label_mismatches,
+        max_prob_diff=math.nan if task == REGRESSION else max_diff,
+        max_value_diff=max_diff if task == REGRESSION else math.nan,
         p50_ms=p50,
         p95_ms=p95,
         startup_s=startup_s,

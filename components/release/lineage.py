@@ -22,9 +22,17 @@ def git_commit(root: str | Path) -> str:
 
 
 def lineage_tags(
-    *, dataset_md5: str, dataset_path: str, git: str, params_hash: str, candidate: str, family: str
+    *,
+    dataset_md5: str,
+    dataset_path: str,
+    git: str,
+    params_hash: str,
+    candidate: str,
+    family: str,
+    task: str | None = None,
 ) -> dict[str, str]:
-    return {
+    """The tags saying where a version came from; ``task`` (binary, multiclass, regression) when known."""
+    tags = {
         v.TAG_DATASET_MD5: dataset_md5,
         v.TAG_DATASET_PATH: dataset_path,
         v.TAG_GIT_COMMIT: git,
@@ -32,3 +40,4 @@ def lineage_tags(
         v.TAG_CANDIDATE: candidate,
         v.TAG_FAMILY: family,
     }
+    return tags if task is None else {**tags, v.TAG_TASK: task}

@@ -30,6 +30,7 @@ def lineage(name: str, version: str) -> dict[str, str]:
         "model version": f"{name} v{version} ({', '.join('@' + a for a in row['aliases']) or 'no alias'})",
         "run": f"{t.get('pipeline_run_id', '-')} (candidate run {row['run_id'] or '-'})",
         "candidate": f"{t.get(v.TAG_CANDIDATE, '-')} ({t.get(v.TAG_FAMILY, '-')})",
+        "task": t.get(v.TAG_TASK, "-"),  # binary | multiclass | regression; not recorded before tasks existed
         "dataset": f"{t.get('dataset_path', '-')} md5 {t.get('dataset_md5', '-')}",
         "git commit": t.get(v.TAG_GIT_COMMIT, "-"),
         "params hash": t.get(v.TAG_PARAMS_HASH, "-"),

@@ -1,13 +1,15 @@
 """Package a registered MLflow model version as a BentoML bento.
 
 The bento is built from the registry (one source of truth) and tagged with an
-exact version; its labels carry the lineage.
+exact version; its labels carry the lineage. Its ``bento_config.json`` says what the
+service answers: the model's task, its classes, and the value histogram's buckets.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import shutil
 import sys
@@ -32,6 +34,12 @@ RUNTIME_PACKAGES = (
     "uvloop",
     "httptools",
 )
+# Packages only some models need: in the bento when the model's own requirements name them.
+MODEL_PACKAGES = ("lightgbm",)
+# System libraries a package needs in the bento's image: LightGBM's wheel links the system
+# OpenMP runtime, which slim Debian images lack (scikit-learn and torch bundle their own).
+SYSTEM_PACKAGES = {"lightgbm": ("libgomp1",)}
+_TASKS = ("binary", "multiclass", "regression")  # components.model.tasks.TASKS
 
 
 def _label_value(value: Any) -> str:
@@ -39,15 +47,68 @@ def _label_value(value: Any) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", str(value))[:63]
 
 
-def pinned_requirements(constraints: Path | None) -> list[str]:
-    """Pins for the bento's runtime packages, read from the project's lock file."""
+def pinned_requirements(constraints: Path | None, extra: tuple[str, ...] = ()) -> list[str]:
+    """Pins for the bento's runtime packages (and ``extra`` ones), read from the project's lock file."""
+    wanted = (*RUNTIME_PACKAGES, *(p for p in extra if p not in RUNTIME_PACKAGES))
     pins: dict[str, str] = {}
     if constraints and constraints.is_file():
         for line in constraints.read_text().splitlines():
             name, sep, ver = line.partition("==")
-            if sep and name.strip().lower() in RUNTIME_PACKAGES:
+            if sep and name.strip().lower() in wanted:
                 pins[name.strip().lower()] = f"{name.strip()}=={ver.strip()}"
-    return [pins.get(p, p) for p in RUNTIME_PACKAGES]
+    return [pins.get(p, p) for p in wanted]
+
+
+def _requirement_name(line: str) -> str:
+    """``lightgbm==4.7.0`` -> ``lightgbm`` (also ``>=``, extras, markers)."""
+    return re.split(r"[<>=!~;\[ ]", line.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def model_packages(mlflow_dir: Path) -> tuple[str, ...]:
+    """The ``MODEL_PACKAGES`` the MLflow model's own ``requirements.txt`` names (registry.log_model writes it)."""
+    path = mlflow_dir / "requirements.txt"
+    names = {_requirement_name(line) for line in path.read_text().splitlines()} if path.is_file() else set()
+    return tuple(p for p in MODEL_PACKAGES if p in names)
+
+
+def model_meta(mlflow_dir: Path) -> dict[str, Any]:
+    """The model's ``model.json`` (components.model.files), found through the MLmodel's artifacts; {} if none."""
+    import yaml
+
+    mlmodel = mlflow_dir / "MLmodel"
+    if not mlmodel.is_file():
+        return {}
+    flavor = (yaml.safe_load(mlmodel.read_text()).get("flavors") or {}).get("python_function") or {}
+    artifact = (flavor.get("artifacts") or {}).get("model_dir") or {}
+    path = mlflow_dir / str(artifact.get("path", "")) / "model.json"
+    return json.loads(path.read_text()) if artifact.get("path") and path.is_file() else {}
+
+
+def serving_config(
+    task: str, classes: list[Any] | None, value_buckets: list[float] | None, meta: dict[str, Any]
+) -> dict[str, Any]:
+    """``task``, ``classes`` and ``value_buckets`` for bento_config.json, checked against the model's own
+    ``model.json`` (``meta``): a bento that labels answers with the wrong task or classes must not be built."""
+    if task not in _TASKS:
+        raise ValueError(f"task: {task!r} is not one of {', '.join(_TASKS)}")
+    own_task = meta.get("task", "binary") if meta else None  # model.json without a task: a binary model
+    if own_task is not None and own_task != task:
+        raise ValueError(f"task: the bento was asked for {task!r}, but the model is a {own_task!r} model")
+    if classes is None:
+        classes = list(meta.get("classes") or []) if task != "regression" else []
+    classes = [c.item() if hasattr(c, "item") else c for c in classes]  # numpy scalars are not JSON
+    if meta and [str(c) for c in classes] != [str(c) for c in meta.get("classes") or []]:
+        raise ValueError(f"classes: {classes!r} differ from the model's own {meta.get('classes')!r}")
+    if task != "regression" and len(classes) < 2:
+        raise ValueError(f"classes: a {task} bento needs the model's classes, got {classes!r}")
+    buckets = None
+    if value_buckets is not None:
+        if task != "regression":
+            raise ValueError(f"value_buckets: only a regression bento has a value histogram (task {task!r})")
+        buckets = sorted({float(b) for b in value_buckets if math.isfinite(float(b))})
+        if not buckets:
+            raise ValueError(f"value_buckets: need at least one finite bucket bound, got {list(value_buckets)!r}")
+    return {"task": task, "classes": classes, "value_buckets": buckets}
 
 
 def _forget_service_modules() -> None:
@@ -68,8 +129,16 @@ def build_bento(
     constraints: Path | None,
     max_batch: int = 1000,
     low_confidence_threshold: float = 0.6,
+    task: str = "binary",
+    classes: list[Any] | None = None,
+    value_buckets: list[float] | None = None,
 ) -> str:
-    """Import ``models:/<registered_model>/<version>`` and build a bento; return its exact tag."""
+    """Import ``models:/<registered_model>/<version>`` and build a bento; return its exact tag.
+
+    ``task`` and ``classes`` say what the service answers (``classes`` defaults to the model's
+    own); ``value_buckets`` are the bounds of a regression bento's ``mlops_prediction_value``
+    histogram (quantiles of the training target, say).
+    """
     import bentoml
 
     model_labels = {k: _label_value(v) for k, v in metadata.items()}
@@ -79,7 +148,10 @@ def build_bento(
         labels=model_labels,
         metadata={"registered_model": registered_model, "version": version},
     )
+    mlflow_dir = Path(bento_model.path_of("mlflow_model"))  # where bentoml.mlflow keeps the MLflow model
+    packages = model_packages(mlflow_dir)
     config = {
+        **serving_config(task, classes, value_buckets, model_meta(mlflow_dir)),
         "service_name": service_name,
         "model_tag": str(bento_model.tag),
         "schema": schema,
@@ -96,13 +168,15 @@ def build_bento(
         for name in modules:
             shutil.copy(_SERVING / name, ctx_path / name)
         (ctx_path / "bento_config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
-        (ctx_path / "requirements.txt").write_text("\n".join(pinned_requirements(constraints)) + "\n")
+        (ctx_path / "requirements.txt").write_text("\n".join(pinned_requirements(constraints, packages)) + "\n")
+        system = sorted({lib for p in packages for lib in SYSTEM_PACKAGES.get(p, ())})
         bento = bentoml.bentos.build(
             "service:Classifier",
             name=service_name,
             labels=model_labels,
             include=[*modules, "bento_config.json", "requirements.txt"],
             python={"requirements_txt": "requirements.txt", "lock_packages": False},
+            docker={"system_packages": system} if system else None,
             build_ctx=str(ctx_path),
         )
     log.info("built bento %s from %s v%s", bento.tag, registered_model, version)

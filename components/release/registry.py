@@ -63,12 +63,15 @@ def configure_tracking(root: str | Path) -> str:
     return uri
 
 
+# The libraries a model family needs beyond what every model needs (components.training.candidate_settings).
+FAMILY_PACKAGES = {"torch_mlp": ("torch",), "lightgbm": ("lightgbm",)}
+
+
 @functools.cache
-def pip_requirements(with_torch: bool) -> tuple[str, ...]:
-    """Exact pins for the model environment, computed once (no slow inference per model)."""
-    names = ["mlflow", "scikit-learn", "skops", "pandas", "numpy", "pyarrow", "scipy"]
-    if with_torch:
-        names.append("torch")
+def pip_requirements(family: str) -> tuple[str, ...]:
+    """Exact pins (the installed versions) for a ``family`` model's environment, computed once per family
+    (no slow inference per model)."""
+    names = ["mlflow", "scikit-learn", "skops", "pandas", "numpy", "pyarrow", "scipy", *FAMILY_PACKAGES.get(family, ())]
     pins = []
     for name in names:
         try:
@@ -103,7 +106,7 @@ def log_model(model: TrainedModel, example: pd.DataFrame) -> str:
             code_paths=[str(_shipped_code(Path(tmp)))],
             signature=infer_signature(example, model.predict_frame(example)),
             input_example=example,
-            pip_requirements=list(pip_requirements(model.family == "torch_mlp")),
+            pip_requirements=list(pip_requirements(model.family)),
         )
     return info.model_uri
 

@@ -7,7 +7,12 @@ from typing import Any
 
 from components import vocabulary as v
 
-SHOWN_METRICS = ("roc_auc", "pr_auc", "f1", "accuracy", "log_loss")
+# The columns of the candidate table, per task (every metric is logged to MLflow either way).
+SHOWN_METRICS = {
+    "binary": ("roc_auc", "pr_auc", "f1", "accuracy", "log_loss"),
+    "multiclass": ("f1_macro", "accuracy", "balanced_accuracy", "roc_auc_ovr", "log_loss"),
+    "regression": ("rmse", "mae", "r2", "mape"),
+}
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,8 @@ class RunSummary:
     notes: list[str] = field(default_factory=list)
     gate: list[str] = field(default_factory=list)
     skipped: bool = False
+    task: str = "binary"
+    primary_metric: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -63,16 +70,22 @@ def render_markdown(s: RunSummary) -> str:
         + ", ".join(f"{k} {v}" for k, v in s.split_sizes.items())
         + ")",
         f"- validation: {s.validation}",
+    ]
+    shown = SHOWN_METRICS[s.task]
+    if s.primary_metric:
+        direction = "higher" if v.higher_is_better(s.primary_metric) else "lower"
+        lines.append(f"- task: {s.task}; candidates chosen and gated by {s.primary_metric} ({direction} is better)")
+    lines += [
         "",
-        "| candidate | " + " | ".join(f"val {m}" for m in SHOWN_METRICS) + " |",
-        "|---|" + "---|" * len(SHOWN_METRICS),
+        "| candidate | " + " | ".join(f"val {m}" for m in shown) + " |",
+        "|---|" + "---|" * len(shown),
     ]
     for name, metrics in s.candidates.items():
         mark = " (chosen)" if name == s.chosen else ""
-        lines.append(f"| {name}{mark} | " + " | ".join(_fmt(metrics.get(m)) for m in SHOWN_METRICS) + " |")
+        lines.append(f"| {name}{mark} | " + " | ".join(_fmt(metrics.get(m)) for m in shown) + " |")
     lines.append("")
     if s.test_metrics:
-        lines.append("- held-out test: " + ", ".join(f"{m} {_fmt(s.test_metrics.get(m))}" for m in SHOWN_METRICS))
+        lines.append("- held-out test: " + ", ".join(f"{m} {_fmt(s.test_metrics.get(m))}" for m in shown))
     if s.version:
         alias_text = ", ".join(f"@{a}" for a in s.aliases) or "no alias"
         lines.append(f"- registered: `{s.registered_model}` version {s.version} ({alias_text})")
@@ -117,4 +130,5 @@ def run_summary(ctx: Any, released: Any, *, outcomes: dict[str, Any], chosen: st
                       chosen=chosen, test_metrics=test_metrics, registered_model=ctx.name,
                       version=released.version, aliases=released.aliases, bento_tag=released.bento_tag,
                       decision=released.decision.reason, tracking_uri=tracking_uri, run_id=ctx.run_id, notes=notes,
-                      gate=released.decision.summary_lines()[1:])  # fmt: skip
+                      gate=released.decision.summary_lines()[1:], task=ctx.task,
+                      primary_metric=ctx.settings.evaluate.primary_metric)  # fmt: skip

@@ -14,14 +14,15 @@ from collections.abc import Callable
 import numpy as np
 
 Columns = dict[str, np.ndarray]
-Answer = tuple[np.ndarray, np.ndarray]  # (labels, probabilities), one per row
+Answer = tuple[np.ndarray, np.ndarray]  # (answers, scores): row i of each is request row i's (scores may be 2-D)
 
 
 class MicroBatcher:
     """Coalesce concurrent requests into one model call; one call at a time per worker.
 
-    ``predict`` takes the requests' columns concatenated and returns labels and
-    probabilities for every row; each request gets back its own rows, in order.
+    ``predict`` takes the requests' columns concatenated and returns answers (labels or
+    values) and scores (one row of class probabilities per row, or a number) for every row;
+    each request gets back its own rows, in order.
 
     No timer: a request queues and schedules a flush behind the callbacks already
     ready to run, so requests the event loop is handling at the same moment join the

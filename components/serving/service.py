@@ -3,15 +3,19 @@
 This file is copied into each bento as ``service.py`` beside ``bento_config.json``
 (model tag, lineage labels, request schema) and every other module of
 ``components/serving``, which it imports flat (top-level modules inside the bento):
-``request_schema`` (request validation), ``micro_batching`` (``MicroBatcher``) and
-``gatekeeper`` (the ASGI middleware: API key, body limits, request metrics). The model
-is declared at class level so the bento records exactly one model version.
+``request_schema`` (request validation), ``micro_batching`` (``MicroBatcher``),
+``answers`` (the per-task answer: JSON writer, OpenAPI models) and ``gatekeeper`` (the ASGI
+middleware: API key, body limits, request metrics). The model is declared at class level so
+the bento records exactly one model version.
+
+The answer follows the model's task (``bento_config.json`` ``task`` and ``classes``): a label
+with class probabilities for classifiers, a value for regression (see ``answers``).
 
 Hot path: requests are validated in the event loop (a ``RequestValidator`` compiled
 once), then concurrent requests are coalesced into one model call (``MicroBatcher``),
 because a model call costs about as much for 1 row as for 100. The model is the
-unwrapped python model behind the MLflow pyfunc (``predict_arrays``: the same code,
-without pyfunc's per-call schema enforcement and without building result frames);
+unwrapped python model behind the MLflow pyfunc (``predict_arrays``: answers and scores, the
+same code without pyfunc's per-call schema enforcement and without building result frames);
 infra validation compares the served answers with the real pyfunc.
 
 Environment (infrastructure only): ``MLOPS_API_KEY`` (required ``x-api-key`` header
@@ -26,6 +30,7 @@ import gc
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -33,10 +38,20 @@ from typing import Any
 import bentoml
 import numpy as np
 import pandas as pd
+from answers import (
+    BINARY,
+    DEFAULT_VALUE_BUCKETS,
+    REGRESSION,
+    AnswerWriter,
+    arrays_from_frame,
+    check_task,
+    low_confidence_count,
+    observe_values,
+    response_models,
+)
 from fastapi import FastAPI
 from gatekeeper import Gatekeeper, json_response, labelled
 from micro_batching import MicroBatcher
-from pydantic import BaseModel
 from request_schema import RequestError, RequestValidator, frame_from_columns
 from starlette.responses import Response
 
@@ -46,6 +61,9 @@ CONFIG = json.loads((Path(__file__).parent / "bento_config.json").read_text())
 MAX_BATCH = int(CONFIG.get("max_batch", 1000))
 LOW_CONFIDENCE = float(CONFIG.get("low_confidence_threshold", 0.6))
 WORKERS = int(os.environ.get("MLOPS_SERVE_WORKERS", CONFIG.get("workers", 1)))
+TASK = CONFIG.get("task", BINARY)  # bentos built before tasks existed are binary
+CLASSES = check_task(TASK, CONFIG.get("classes"))
+VALUE_BUCKETS = tuple(sorted(set(CONFIG.get("value_buckets") or DEFAULT_VALUE_BUCKETS)))
 API_PATHS = frozenset({"/predict", "/batch_predict"})
 OPEN_PATHS = frozenset({"/health", "/healthz", "/livez", "/readyz"})
 # Generous: the key plus up to 40 bytes per number, 300 per string, for MAX_BATCH records.
@@ -54,28 +72,13 @@ MAX_BODY_BYTES = 64 * 1024 + MAX_BATCH * sum(
 )
 
 
-class Prediction(BaseModel):
-    label: Any
-    probability: float  # of the positive class
-    model_version: str
-
-
-class Predictions(BaseModel):
-    predictions: list[Prediction]
-
-
-_ENCODE = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps builds an encoder per call
-
-
-def predictions_json(labels: list[Any], proba: np.ndarray, version: str) -> str:
-    """``{"predictions": [{"label", "probability", "model_version"}, ...]}``, byte for byte what
-    ``_ENCODE`` writes, at twice its speed for large batches: only the probabilities vary."""
-    pairs = zip(labels, proba.tolist(), strict=True)
-    if not np.isfinite(proba).all():  # repr() would write nan, not JSON's NaN
-        return _ENCODE({"predictions": [{"label": y, "probability": p, "model_version": version} for y, p in pairs]})
-    head = {y: f'{{"label": {_ENCODE(y)}, "probability": ' for y in set(labels)}
-    tail = f', "model_version": {_ENCODE(version)}}}'
-    return '{"predictions": [' + ", ".join([head[y] + repr(p) + tail for y, p in pairs]) + "]}"
+# The response body as OpenAPI describes it: the task's fields (the APIs write the JSON themselves).
+Prediction, Predictions = response_models(TASK, CLASSES)
+ANSWER = {
+    BINARY: "a label, the positive class's probability and every class's probability",
+    "multiclass": "a label, its probability and every class's probability",
+    REGRESSION: "a value",
+}[TASK]
 
 
 def _bento_tag() -> str | None:
@@ -96,38 +99,64 @@ def metrics() -> SimpleNamespace:
     The per-request series (rejections, latency) are the gatekeeper's."""
     import prometheus_client as prom  # not at import: its value class is fixed by the mode then
 
-    return SimpleNamespace(
-        predictions=prom.Counter("mlops_predictions", "Predictions served, by label", ["label", "model_version"]),
-        low_confidence=prom.Counter(
-            "mlops_low_confidence_predictions",
-            f"Predictions with max(p, 1-p) < {LOW_CONFIDENCE}",
-            ["model_version"],
-        ),
+    series = SimpleNamespace(
         batch_rows=prom.Histogram(
             "mlops_model_batch_rows",
             "Rows per model call",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
-        ),
+        )
     )
+    if TASK == REGRESSION:  # no labels to count: the distribution of answers shows drift
+        series.values = prom.Histogram(
+            "mlops_prediction_value", "Predicted values", ["model_version"], buckets=VALUE_BUCKETS
+        )
+        return series
+    confidence = "max(p, 1-p)" if TASK == BINARY else "the highest class probability"
+    series.predictions = prom.Counter("mlops_predictions", "Predictions served, by label", ["label", "model_version"])
+    series.low_confidence = prom.Counter(
+        "mlops_low_confidence_predictions", f"Predictions with {confidence} < {LOW_CONFIDENCE}", ["model_version"]
+    )
+    return series
 
 
-def fast_predictor(pyfunc: Any) -> Any:
-    """``frame -> (labels, probabilities)`` using the python model behind the pyfunc if we can."""
+def fast_predictor(pyfunc: Any, task: str = BINARY, classes: list[Any] | None = None) -> Callable:
+    """``frame -> (answers, scores)`` using the python model behind the pyfunc if we can.
+
+    Refuses a model whose own task or classes differ from the bento's config: the answers
+    would be labelled wrongly.
+    """
+    classes = list(classes or [])
     try:
         inner = pyfunc.unwrap_python_model()._model
     except Exception:  # not one of our models-from-code pyfuncs: go through pyfunc
         inner = None
+    if inner is not None:
+        own_task, own_classes = getattr(inner, "task", BINARY), getattr(inner, "classes", None)
+        if own_task != task:
+            raise ValueError(f"bento_config.json task: {task!r}, but the model is a {own_task!r} model")
+        if own_classes is not None and [str(c) for c in own_classes] != [str(c) for c in classes]:
+            raise ValueError(f"bento_config.json classes: {classes!r}, but the model's are {list(own_classes)!r}")
     if hasattr(inner, "predict_arrays"):
         log.info("serving with %s", inner.predict_arrays.__qualname__)
         return inner.predict_arrays
     predict_frame = getattr(inner, "predict_frame", pyfunc.predict)
     log.info("serving with %s", getattr(predict_frame, "__qualname__", predict_frame))
+    to_arrays = arrays_from_frame(task, classes)
 
     def predict(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        out = predict_frame(frame)
-        return out["label"].to_numpy(), out["probability"].to_numpy(dtype=np.float64)
+        return to_arrays(predict_frame(frame))
 
     return predict
+
+
+def _doc(text: str) -> Callable:
+    """Set a function's docstring (an API's description in the OpenAPI spec) from a computed text."""
+
+    def document(func: Callable) -> Callable:
+        func.__doc__ = text
+        return func
+
+    return document
 
 
 http = FastAPI()
@@ -136,7 +165,13 @@ http = FastAPI()
 @http.get("/metadata")
 def metadata() -> dict[str, Any]:
     """Which model and bento this is and where it came from."""
-    return {**CONFIG["metadata"], "bento_tag": BENTO_TAG, "model_tag": CONFIG["model_tag"]}
+    return {
+        **CONFIG["metadata"],
+        "bento_tag": BENTO_TAG,
+        "model_tag": CONFIG["model_tag"],
+        "task": TASK,
+        "classes": CLASSES,
+    }
 
 
 @http.get("/health")
@@ -164,9 +199,11 @@ class Classifier:
         self.version = str(CONFIG["metadata"]["model_version"])
         self.validate = RequestValidator(CONFIG["schema"], max_batch=MAX_BATCH)
         self.metrics = metrics()
-        self.predict_frame = fast_predictor(bentoml.mlflow.load_model(self.model_ref))
+        self.predict_frame = fast_predictor(bentoml.mlflow.load_model(self.model_ref), TASK, CLASSES)
         self.batcher = MicroBatcher(self._predict_columns, max(MAX_BATCH, 256))
-        labelled(self.metrics.low_confidence, self.version)  # exported as 0 from the start
+        self.write = AnswerWriter(TASK, CLASSES, self.version)
+        # exported from the start (as 0), so a dashboard sees the series before the first answer
+        labelled(self.metrics.values if TASK == REGRESSION else self.metrics.low_confidence, self.version)
         gc.collect()
         gc.freeze()  # the loaded libraries and model are permanent: keep them out of GC pauses
 
@@ -175,25 +212,32 @@ class Classifier:
         self.metrics.batch_rows.observe(len(next(iter(columns.values()))))
         return self.predict_frame(frame_from_columns(columns))
 
+    def _count(self, answers: Any, scores: np.ndarray) -> None:
+        """The per-prediction series: labels and low confidence, or the values' histogram."""
+        if TASK == REGRESSION:
+            observe_values(labelled(self.metrics.values, self.version), answers)
+            return
+        for label, count in collections.Counter(answers).items():
+            labelled(self.metrics.predictions, str(label), self.version).inc(count)
+        if low := low_confidence_count(TASK, scores, LOW_CONFIDENCE):
+            labelled(self.metrics.low_confidence, self.version).inc(low)
+
     async def _serve(self, records: list[dict[str, Any]]) -> Response:
         try:
             columns = self.validate(records)
         except RequestError as err:
             return json_response(400, {"error": str(err), "field": err.field})
-        labels, proba = await self.batcher(columns)
-        low = int(np.count_nonzero(np.maximum(proba, 1.0 - proba) < LOW_CONFIDENCE))
-        labels = labels.tolist()
-        for label, count in collections.Counter(labels).items():
-            labelled(self.metrics.predictions, str(label), self.version).inc(count)
-        if low:
-            labelled(self.metrics.low_confidence, self.version).inc(low)
-        return Response(predictions_json(labels, proba, self.version), media_type="application/json")
+        answers, scores = await self.batcher(columns)
+        if TASK != REGRESSION:
+            answers = answers.tolist()  # once: counted and written as plain Python values
+        self._count(answers, scores)
+        return Response(self.write(answers, scores), media_type="application/json")
 
     # The APIs return a ready Response (skips BentoML's per-response schema work); the
-    # annotation still documents the body in the OpenAPI spec.
+    # annotation still documents the body in the OpenAPI spec (the task's fields).
     @bentoml.api(route="/predict")
+    @_doc(f"Predict {ANSWER} for each record.")
     async def predict(self, records: list[dict[str, Any]]) -> Predictions:
-        """Predict a label and positive-class probability for each record."""
         return await self._serve(records)
 
     @bentoml.api(route="/batch_predict")

@@ -11,7 +11,11 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from components.model.tasks import TASKS
 from components.settings_base import KeyedError, Section
+
+# Keys of a candidate spec that configure the pipeline, not the model.
+NON_MODEL_KEYS = ("family", "enabled", "search", "tasks")
 
 
 class SearchDimension(Section):
@@ -66,13 +70,15 @@ class SearchDimension(Section):
 
 
 class _Candidate(Section):
+    # The tasks this candidate trains for; None claims every task (its family must then support the run's).
+    tasks: list[Literal[TASKS]] | None = Field(default=None, min_length=1)  # type: ignore[valid-type]
     enabled: bool = True
     search: dict[str, SearchDimension] | None = None
 
     @classmethod
     def hyper_parameters(cls) -> tuple[str, ...]:
         """Fields a search may vary: everything but the bookkeeping keys, in declaration order."""
-        return tuple(k for k in cls.model_fields if k not in ("family", "enabled", "search"))
+        return tuple(k for k in cls.model_fields if k not in NON_MODEL_KEYS)
 
     def as_spec(self) -> dict[str, Any]:
         """The plain dict training takes; the search space stays typed (its dump would not re-validate)."""
@@ -85,11 +91,31 @@ class LogRegCandidate(_Candidate):
     max_iter: int = Field(ge=1)
 
 
+class RidgeCandidate(_Candidate):
+    family: Literal["sklearn_ridge"]
+    alpha: float = Field(gt=0)
+
+
 class HGBCandidate(_Candidate):
     family: Literal["sklearn_hgb"]
     learning_rate: float = Field(gt=0)
     max_iter: int = Field(ge=1)
     max_leaf_nodes: int = Field(ge=2)
+
+
+class RFCandidate(_Candidate):
+    family: Literal["sklearn_rf"]
+    n_estimators: int = Field(ge=1)
+    max_depth: int | None = Field(default=None, ge=1, description="null: grow until min_samples_leaf stops it")
+    min_samples_leaf: int = Field(ge=1)
+
+
+class LightGBMCandidate(_Candidate):
+    family: Literal["lightgbm"]
+    n_estimators: int = Field(ge=1)
+    learning_rate: float = Field(gt=0)
+    num_leaves: int = Field(ge=2)
+    min_child_samples: int = Field(ge=1)
 
 
 class TorchMLPCandidate(_Candidate):
@@ -104,8 +130,21 @@ class TorchMLPCandidate(_Candidate):
     )
 
 
-FAMILIES = ("sklearn_logreg", "sklearn_hgb", "torch_mlp")
-Candidate = Annotated[LogRegCandidate | HGBCandidate | TorchMLPCandidate, Field(discriminator="family")]
+# The tasks each family can learn (components.model.tasks); the keys are the known families, in the order
+# error messages list them.
+FAMILY_TASKS: dict[str, tuple[str, ...]] = {
+    "sklearn_logreg": ("binary", "multiclass"),
+    "sklearn_hgb": TASKS,
+    "torch_mlp": TASKS,
+    "sklearn_ridge": ("regression",),
+    "sklearn_rf": TASKS,
+    "lightgbm": TASKS,
+}
+FAMILIES = tuple(FAMILY_TASKS)
+Candidate = Annotated[
+    LogRegCandidate | HGBCandidate | TorchMLPCandidate | RidgeCandidate | RFCandidate | LightGBMCandidate,
+    Field(discriminator="family"),
+]
 
 
 def _is_integer_field(model: type[BaseModel], field: str) -> bool:

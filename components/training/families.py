@@ -1,7 +1,8 @@
-"""Fit one named candidate. Each family is a small function; dispatch is a dict.
+"""Fit one named candidate for a task. Each family is a small function; dispatch is a dict.
 
-sklearn and torch are imported inside the functions that fit with them: importing
-either is slow, and a fit needs only its own family's.
+The sklearn and LightGBM fitters are in ``sklearn_families``; the torch one is here.
+sklearn, lightgbm and torch are imported inside the functions that fit with them:
+importing any is slow, and a fit needs only its own family's.
 """
 
 from __future__ import annotations
@@ -15,57 +16,31 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from components.model import tasks
 from components.model.torch_net import fit_mlp
 from components.model.trained import TrainedModel, canonical_frame, feature_kinds
-from components.settings_base import ConfigError
-from components.training.candidate_settings import FAMILIES
+from components.training import sklearn_families as sk
+from components.training.candidate_settings import FAMILIES, FAMILY_TASKS, NON_MODEL_KEYS
 from components.training.features import build_preprocessor
+from components.training.sklearn_families import SMALL_DATA_ROWS, Validation
 
 log = logging.getLogger(__name__)
 
-# Below this many rows, thread start-up and spin-waiting cost more than they save.
-SMALL_DATA_ROWS = 50_000
+__all__ = ["NON_MODEL_KEYS", "SMALL_DATA_ROWS", "UnknownFamilyError", "check_family_task", "train_candidate"]
 
 
 class UnknownFamilyError(ValueError):
     pass
 
 
-# Validation data for a fitter: raw features and the 0/1 target, or None.
-Validation = tuple[pd.DataFrame, np.ndarray] | None
-
-# Keys of a candidate spec that configure the pipeline, not the model.
-NON_MODEL_KEYS = ("family", "enabled", "search")
-
-
-def _fit_logreg(X: pd.DataFrame, y: np.ndarray, params: dict[str, Any], seed: int, val: Validation):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
-
-    clf = LogisticRegression(C=params["C"], max_iter=params["max_iter"], random_state=seed)
-    return Pipeline([("prep", build_preprocessor(X)), ("model", clf)]).fit(X, y), None, {}
-
-
-def _fit_hgb(X: pd.DataFrame, y: np.ndarray, params: dict[str, Any], seed: int, val: Validation):
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.pipeline import Pipeline
-
-    clf = HistGradientBoostingClassifier(
-        learning_rate=params["learning_rate"],
-        max_iter=params["max_iter"],
-        max_leaf_nodes=params["max_leaf_nodes"],
-        early_stopping=False,
-        random_state=seed,
-    )
-    return Pipeline([("prep", build_preprocessor(X)), ("model", clf)]).fit(X, y), None, {}
-
-
-def _fit_torch_mlp(X: pd.DataFrame, y: np.ndarray, params: dict[str, Any], seed: int, val: Validation):
+def _fit_torch_mlp(X: pd.DataFrame, y: np.ndarray, params: dict[str, Any], seed: int, val: Validation, task: str):
     """Validation data is used only with early stopping, so a plain fit stays exactly as before."""
     prep = build_preprocessor(X).fit(X)
     features = prep.transform(X)
     patience = params.get("early_stopping_patience")
     X_val, y_val = (prep.transform(val[0]), val[1]) if patience and val is not None else (None, None)
+    # Every class is in the training target (the classes are its distinct labels): one output per class.
+    n_outputs = int(y.max()) + 1 if task == tasks.MULTICLASS else 1
     fit = fit_mlp(
         features,
         y,
@@ -78,17 +53,25 @@ def _fit_torch_mlp(X: pd.DataFrame, y: np.ndarray, params: dict[str, Any], seed:
         X_val=X_val,
         y_val=y_val,
         patience=patience if X_val is not None else None,
+        task=task,
+        n_outputs=n_outputs,
     )
-    extra = {"n_inputs": int(features.shape[1]), "epochs_trained": fit.epochs_trained, "best_epoch": fit.best_epoch}
+    extra = {"n_inputs": int(features.shape[1]), "n_outputs": n_outputs, "epochs_trained": fit.epochs_trained,
+             "best_epoch": fit.best_epoch}  # fmt: skip
+    if task == tasks.REGRESSION:  # the net predicts the standardised target: these turn it back into units
+        extra.update(target_mean=fit.target_mean, target_std=fit.target_std)
     return fit.net, prep, extra
 
 
 _FITTERS: dict[str, Callable] = {
-    "sklearn_logreg": _fit_logreg,
-    "sklearn_hgb": _fit_hgb,
+    "sklearn_logreg": sk.fit_logreg,
+    "sklearn_hgb": sk.fit_hgb,
     "torch_mlp": _fit_torch_mlp,
+    "sklearn_ridge": sk.fit_ridge,
+    "sklearn_rf": sk.fit_rf,
+    "lightgbm": sk.fit_lightgbm,
 }
-assert set(_FITTERS) == set(FAMILIES)
+assert tuple(_FITTERS) == FAMILIES
 
 
 @contextmanager
@@ -111,28 +94,32 @@ def _thread_limit(n_threads: int | None, *, torch_too: bool) -> Iterator[None]:
             torch.set_num_threads(previous)
 
 
-def check_supported_target(labels: Any, target: str, *, where: str = "data") -> None:
-    """Refuse, before any training, a target this pipeline cannot learn yet (anything but two labels)."""
-    distinct = sorted({str(v) for v in labels if not pd.isna(v)})
-    if len(distinct) == 2:
-        return
-    shown = ", ".join(distinct[:10]) + (", ..." if len(distinct) > 10 else "")
-    raise ConfigError(
-        f"{where}: target '{target}' has {len(distinct)} distinct label(s) ({shown}); this pipeline trains "
-        "binary classification only (exactly two labels). Multiclass and regression are not supported yet."
-    )
+def check_family_task(family: str, task: str, name: str | None = None) -> None:
+    """Refuse a family that cannot learn ``task`` (e.g. sklearn_ridge for a classification target)."""
+    if family not in FAMILY_TASKS:
+        raise UnknownFamilyError(f"unknown model family {family!r}; known families: {', '.join(FAMILIES)}")
+    tasks.check_task(task)
+    if task not in FAMILY_TASKS[family]:
+        who = f"candidate '{name}': " if name else ""
+        raise ValueError(f"{who}family '{family}' cannot learn task '{task}' "
+                         f"(it learns: {', '.join(FAMILY_TASKS[family])})")  # fmt: skip
 
 
-def _binary_target(y: pd.Series, classes: list[Any], what: str) -> np.ndarray:
-    """Encode labels as 0/1 with ``classes[1]`` as the positive class; unseen labels are an error."""
-    unseen = sorted(set(pd.unique(y).tolist()) - set(classes), key=str)
-    if unseen:
-        raise ValueError(f"{what} has labels not seen in training: {unseen!r} (training labels: {classes!r})")
-    return (y.to_numpy() == classes[1]).astype(np.int64)
+def _classes(task: str, y: pd.Series) -> list[Any]:
+    """The classes a model of ``task`` learns from ``y``: its sorted distinct labels ([] for regression)."""
+    if task == tasks.REGRESSION:
+        return []
+    classes = sorted(v for v in pd.unique(y).tolist() if not pd.isna(v))
+    if task == tasks.BINARY and len(classes) != 2:
+        raise ValueError(f"binary classification needs exactly two target labels, found {classes!r}")
+    if task == tasks.MULTICLASS and len(classes) < 3:
+        raise ValueError(f"multiclass classification needs at least three target labels, found {classes!r} "
+                         "(two labels: use task binary)")  # fmt: skip
+    return classes
 
 
 def _validation(
-    name: str, params: dict[str, Any], X: pd.DataFrame, classes: list[Any], X_val: pd.DataFrame | None, y_val
+    name: str, params: dict[str, Any], X: pd.DataFrame, task: str, classes: list[Any], X_val: pd.DataFrame | None, y_val
 ) -> Validation:
     """Validation data for the fitter; refuses early stopping without it rather than silently skipping it."""
     if (X_val is None) != (y_val is None):
@@ -148,7 +135,8 @@ def _validation(
     missing = [c for c in X.columns if c not in X_val.columns]
     if missing:
         raise ValueError(f"candidate '{name}': X_val lacks training feature columns: {', '.join(map(str, missing))}")
-    return canonical_frame(X_val, feature_kinds(X)), _binary_target(y_val, classes, f"candidate '{name}': y_val")
+    y_enc = tasks.encode_target(task, y_val, classes, f"candidate '{name}': y_val")
+    return canonical_frame(X_val, feature_kinds(X)), y_enc
 
 
 def train_candidate(
@@ -160,29 +148,28 @@ def train_candidate(
     *,
     seed: int,
     threshold: float = 0.5,
+    task: str = tasks.BINARY,
     X_val: pd.DataFrame | None = None,
     y_val: pd.Series | None = None,
 ) -> TrainedModel:
-    """Fit candidate ``name`` on raw features ``X``; the target must have exactly two labels.
+    """Fit candidate ``name`` of ``family`` for ``task`` on raw features ``X`` and target ``y``.
 
-    ``params`` may be a whole candidate spec (``spec.model_dump()``): the
-    ``family``, ``enabled`` and ``search`` keys are ignored. ``X_val``/``y_val``
-    are used only by families that need them (early stopping of torch_mlp) and
-    never to fit weights.
+    binary needs exactly two labels (the sorted second is the positive class), multiclass at
+    least three, regression numbers. ``params`` may be a whole candidate spec
+    (``spec.model_dump()``): the ``family``, ``tasks``, ``enabled`` and ``search`` keys are
+    ignored. ``X_val``/``y_val`` are used only by families that need them (early stopping
+    of torch_mlp) and never to fit weights.
     """
-    if family not in _FITTERS:
-        raise UnknownFamilyError(f"unknown model family {family!r}; known families: {', '.join(_FITTERS)}")
-    classes = sorted(pd.unique(y).tolist())
-    if len(classes) != 2:
-        raise ValueError(f"binary classification needs exactly two target labels, found {classes!r}")
-    y_bin = _binary_target(y, classes, "y")
+    check_family_task(family, task, name)
+    classes = _classes(task, y)
+    y_enc = tasks.encode_target(task, y, classes, "y")
     params = {k: v for k, v in params.items() if k not in NON_MODEL_KEYS}
     kinds = feature_kinds(X)
-    val = _validation(name, params, X, classes, X_val, y_val)
+    val = _validation(name, params, X, task, classes, X_val, y_val)
     X = canonical_frame(X, kinds)
-    log.info("training %s (%s) on %d rows", name, family, len(X))
+    log.info("training %s (%s, %s) on %d rows", name, family, task, len(X))
     with _thread_limit(1 if len(X) < SMALL_DATA_ROWS else None, torch_too=family == "torch_mlp"):
-        estimator, prep, extra = _FITTERS[family](X, y_bin, params, seed, val)
+        estimator, prep, extra = _FITTERS[family](X, y_enc, params, seed, val, task)
     return TrainedModel(
         name=name,
         family=family,
@@ -194,4 +181,5 @@ def train_candidate(
         threshold=threshold,
         extra=extra,
         kinds=kinds,
+        task=task,
     )

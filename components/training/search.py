@@ -223,8 +223,9 @@ def fit_and_score(
     seed: int,
     threshold: float,
     primary_metric: str,
+    task: str = "binary",
 ) -> tuple[TrainedModel, EvalResult]:
-    """Train one spec on the train split and score it on the validation split (one search trial).
+    """Train one spec for ``task`` on the train split and score it on the validation split (one search trial).
 
     The validation features also drive early stopping when the spec asks for
     it, which is why this takes the validation frame and never the test one.
@@ -241,6 +242,7 @@ def fit_and_score(
         train_frame[target],
         seed=seed,
         threshold=threshold,
+        task=task,
         X_val=val_frame.drop(columns=[target]),
         y_val=val_frame[target],
     )

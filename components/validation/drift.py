@@ -3,8 +3,10 @@
 Numeric columns: PSI over decile bins of the reference (plus a bin for nulls)
 and the two-sample KS statistic. Categorical columns: the share of rows with
 categories never seen in the reference, and PSI over categories. Everything is
-vectorised. Frames over ``MAX_ROWS`` rows are compared on a seeded row sample of
-that size (PSI over ten bins does not need more); KS uses ``KS_SAMPLE`` values.
+vectorised. The target counts as categorical (its label mix) for classification
+and as numeric for regression. Frames over ``MAX_ROWS`` rows are compared on a
+seeded row sample of that size (PSI over ten bins does not need more); KS uses
+``KS_SAMPLE`` values.
 """
 
 from __future__ import annotations
@@ -57,9 +59,7 @@ def numeric_drift(reference: pd.Series, current: pd.Series, threshold: float) ->
     ref = pd.to_numeric(reference, errors="coerce").to_numpy(dtype="float64")
     cur = pd.to_numeric(current, errors="coerce").to_numpy(dtype="float64")
     finite = ref[~np.isnan(ref)]
-    edges = (
-        np.unique(np.quantile(finite, np.linspace(0, 1, N_BINS + 1)[1:-1])) if len(finite) else np.array([])
-    )
+    edges = np.unique(np.quantile(finite, np.linspace(0, 1, N_BINS + 1)[1:-1])) if len(finite) else np.array([])
     value = psi(_numeric_counts(ref, edges), _numeric_counts(cur, edges))
     return {
         "kind": "numeric",
@@ -101,7 +101,11 @@ def _rows_sample(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def drift_report(reference: pd.DataFrame, current: pd.DataFrame, contract: Contract) -> dict[str, Any]:
-    """Drift per feature column (and the target's label mix) of ``current`` vs ``reference``."""
+    """Drift per feature column and the target of ``current`` vs ``reference``.
+
+    A classification target drifts in its label mix (categorical), a regression target in its
+    distribution (the numeric test of features).
+    """
     opts = contract.drift
     n_reference, n_current = len(reference), len(current)
     reference, current = _rows_sample(reference), _rows_sample(current)
@@ -110,7 +114,7 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, contract: Contr
         rule = contract.column(name)
         if rule is None or name not in reference.columns or name not in current.columns:
             continue
-        numeric = rule.numeric and name != contract.target
+        numeric = rule.numeric and (name != contract.target or not contract.is_classification)
         if numeric and pd.api.types.is_numeric_dtype(current[name]):
             columns[name] = numeric_drift(reference[name], current[name], opts.psi_threshold)
         elif not numeric:

@@ -1,11 +1,12 @@
 """Contract rules compiled to Great Expectations checks, and running them.
 
 ``compile_checks`` turns a contract's value rules (nulls, ranges, allowed sets,
-regexes, keys, labels, row count) into ``Check`` records; ``build_suite`` makes
-a GX 1.x ExpectationSuite of them and ``run_checks`` validates a frame through
-one ephemeral GX context per process. Row-level checks GX runs slowly (z-score
-outliers) are marked ``pandas.*`` and run here in pandas; ``failing_rows`` gives
-the rows a row-level check rejects, which is also what quarantine removes.
+regexes, keys, a classification target's labels and classes, row count) into
+``Check`` records; ``build_suite`` makes a GX 1.x ExpectationSuite of them and
+``run_checks`` validates a frame through one ephemeral GX context per process.
+Row-level checks GX runs slowly (z-score outliers) are marked ``pandas.*`` and
+run here in pandas; ``failing_rows`` gives the rows a row-level check rejects,
+which is also what quarantine removes.
 
 ``great_expectations`` is imported inside the functions that use it: it is the
 slowest import of the stack, which commands that never validate should not pay.
@@ -22,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from components.data.contract import ColumnRule, Contract
+from components.data.contract_sections import min_classes
 from components.validation.report import PARTIAL_EXAMPLES, RuleResult, jsonable
 
 # The GX context and its batch definition are shared per process; validations must not interleave on it.
@@ -79,11 +81,12 @@ def compile_checks(contract: Contract, usable: set[str] | None = None) -> list[C
         kwargs = {"column": contract.keys[0]} if one else {"column_list": list(contract.keys)}
         checks.append(Check("unique_keys", ",".join(contract.keys), sev("unique_keys"), exp, kwargs))
     target = contract.target
-    if target in usable:
+    # A regression target has no labels: its own column rules (not_null, range) are all it gets.
+    if target in usable and contract.is_classification:
         if contract.labels:
             kwargs = {"column": target, "value_set": list(contract.labels)}
             checks.append(Check("labels", target, sev("labels"), "expect_column_values_to_be_in_set", kwargs))
-        kwargs = {"column": target, "min_value": 2}
+        kwargs = {"column": target, "min_value": min_classes(contract.task)}
         exp = "expect_column_unique_value_count_to_be_between"
         checks.append(Check("min_classes", target, sev("min_classes"), exp, kwargs))
     return checks

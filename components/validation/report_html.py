@@ -52,11 +52,7 @@ def _drift_table(drift: dict) -> str:
     head += "<th>threshold</th><th>drifted</th></tr>"
     rows = []
     for name, s in drift.get("columns", {}).items():
-        new = (
-            f"{s['new_category_share']:.2%} {s.get('new_categories', [])}"
-            if "new_category_share" in s
-            else ""
-        )
+        new = f"{s['new_category_share']:.2%} {s.get('new_categories', [])}" if "new_category_share" in s else ""
         flag = '<span class="badge warn">drifted</span>' if s["drifted"] else "no"
         rows.append(
             f"<tr><td>{_e(name)}</td><td>{_e(s['kind'])}</td><td>{_e(s['psi'])}</td>"
@@ -68,11 +64,7 @@ def _drift_table(drift: dict) -> str:
 
 def render_html(report: ValidationReport, *, title: str) -> str:
     """The whole page as one string."""
-    status = (
-        '<span class="badge pass">PASSED</span>'
-        if report.success
-        else '<span class="badge fail">REJECTED</span>'
-    )
+    status = '<span class="badge pass">PASSED</span>' if report.success else '<span class="badge fail">REJECTED</span>'
     failures, warnings, quarantined = report.failures(), report.warnings(), report.quarantined()
     parts = [
         f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{_e(title)}</title>',
@@ -100,9 +92,7 @@ def write_report(report: ValidationReport, directory: str | Path, *, title: str)
     """Write ``validation_report.html`` and ``validation_report.json``; return the HTML path."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "validation_report.json").write_text(
-        json.dumps(report.to_dict(), indent=2), encoding="utf-8"
-    )
+    (directory / "validation_report.json").write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
     path = directory / "validation_report.html"
     path.write_text(render_html(report, title=title), encoding="utf-8")
     return path

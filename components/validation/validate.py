@@ -17,6 +17,8 @@ import pandas as pd
 
 from components.data.contract import ColumnRule, Contract
 from components.data.contract_inference import infer_dtype
+from components.data.contract_sections import task_from_labels
+from components.model.tasks import REGRESSION
 from components.validation.drift import drift_report
 from components.validation.gx_engine import Check, compile_checks, failing_rows, run_checks
 from components.validation.pandas_checks import aggregate_checks, quarantine_share_result, structural_checks
@@ -101,17 +103,28 @@ def validate_frame(
     return report, kept
 
 
-def basic_contract(frame: pd.DataFrame, target: str, *, min_rows: int = 1, max_null_fraction: float = 0.0) -> Contract:
+def basic_contract(
+    frame: pd.DataFrame,
+    target: str,
+    *,
+    min_rows: int = 1,
+    max_null_fraction: float = 0.0,
+    task: str | None = None,
+) -> Contract:
     """Minimal checks when no contract file is configured.
 
-    The frame's columns must be there with no more nulls than allowed, the target
-    must hold at least two labels, and there must be ``min_rows`` rows.
+    The frame's columns must be there with no more nulls than allowed, and there must be
+    ``min_rows`` rows. A classification target must hold at least two labels (three for
+    ``task`` multiclass); a regression target must be numeric. ``task`` None: the labels
+    decide, as for a contract without one (more than two is multiclass).
     """
     nullable = max_null_fraction > 0
+    regression = task == REGRESSION
     columns = [
         ColumnRule(
             name=str(name),
-            dtype=infer_dtype(frame[name]),
+            # a regression target must be a number: declared float, text in it fails the dtype rule
+            dtype="float" if regression and name == target else infer_dtype(frame[name]),
             nullable=nullable and name != target,
             max_null_fraction=max_null_fraction if nullable and name != target else None,
             feature=name != target,
@@ -120,12 +133,13 @@ def basic_contract(frame: pd.DataFrame, target: str, *, min_rows: int = 1, max_n
         for name in frame.columns
     ]
     if target not in frame.columns:
-        columns.append(ColumnRule(name=target, dtype="category", feature=False, not_constant=False))
-    labels = (
-        sorted(v.item() if hasattr(v, "item") else v for v in frame[target].dropna().unique())
-        if target in frame
-        else []
-    )
+        columns.append(ColumnRule(name=target, dtype="float" if regression else "category", feature=False,
+                                  not_constant=False))  # fmt: skip
+    labels = []
+    if target in frame and not regression:
+        labels = sorted(v.item() if hasattr(v, "item") else v for v in frame[target].dropna().unique())
+        if task is not None and task_from_labels(labels) != task:
+            labels = []  # too few or too many for the task: min_classes, then the run's target check, say so
     return Contract(
         name="basic",
         columns=tuple(columns),
@@ -134,4 +148,5 @@ def basic_contract(frame: pd.DataFrame, target: str, *, min_rows: int = 1, max_n
         min_rows=min_rows,
         allow_extra_columns=True,
         max_quarantine_fraction=0.0,
+        task=task,
     )

@@ -13,10 +13,14 @@ def cmd_contract_infer(args: argparse.Namespace) -> int:
     import dataclasses
 
     from components.data.contract import ReadOptions
-    from components.data.contract_inference import infer_contract
+    from components.data.contract_inference import guess_task, infer_contract
     from components.data.contract_yaml import save_contract
     from components.data.reading import normalise, read_table
+    from components.model.tasks import TASKS
 
+    if args.task is not None and args.task not in TASKS:
+        print(f"error: --task {args.task!r} is not one of {', '.join(TASKS)}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     if out.exists() and not args.force:
         print(f"error: {out} exists; pass --force to overwrite it", file=sys.stderr)
@@ -34,11 +38,17 @@ def cmd_contract_infer(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    draft = dataclasses.replace(infer_contract(frame, args.target, name=out.stem), reading=reading)
-    # Infer again on the normalised frame so bounds and labels see what validation will see.
-    contract = dataclasses.replace(infer_contract(normalise(frame, draft), args.target, name=out.stem), reading=reading)
+    task, reason = (args.task, "given with --task") if args.task else guess_task(frame[args.target])
+    draft = dataclasses.replace(infer_contract(frame, args.target, name=out.stem, task=task), reading=reading)
+    # Infer again on the normalised frame so task, bounds and labels see what validation will see
+    # ("<=50K." and "<=50K" are one label once the suffix is cut).
+    normalised = normalise(frame, draft)
+    if not args.task:
+        task, reason = guess_task(normalised[args.target])
+    contract = dataclasses.replace(infer_contract(normalised, args.target, name=out.stem, task=task), reading=reading)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_contract(contract, out)
+    save_contract(contract, out, task_reason=None if args.task else reason)
+    print(f"task: {task} ({reason}); edit task: in the contract if wrong")
     print(f"wrote draft contract {out} ({frame.shape[1]} columns, {len(frame)} rows): review and tighten it")
     return 0
 
@@ -92,6 +102,8 @@ def add_commands(sub) -> None:
     p.add_argument("--delimiter", help="CSV delimiter (default ',')")
     p.add_argument("--na-values", help="comma-separated missing-value markers (default: '',NA,N/A,NaN,null,?)")
     p.add_argument("--label-strip-suffix", help="suffix to strip from labels, e.g. '.'")
+    # no choices=: the task names live in components.model.tasks, which building the parser should not import
+    p.add_argument("--task", help="binary | multiclass | regression (default: guessed from the target)")
     p.set_defaults(func=cmd_contract_infer)
 
     p = sub.add_parser("validate", help="validate a dataset against a contract (exit 4 when rejected)")

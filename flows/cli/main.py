@@ -41,7 +41,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def model_summaries(alias: str, metric: str) -> list[dict[str, Any]]:
+def metric_of(tags: dict[str, str], metric: str | None) -> str:
+    """The metric a version is listed by: ``evaluate.primary_metric`` when set, else the one its run chose by."""
+    return metric or tags.get(v.TAG_PRIMARY_METRIC) or v.DEFAULT_PRIMARY_METRIC[tags.get(v.TAG_TASK, "binary")]
+
+
+def model_summaries(alias: str, metric: str | None) -> list[dict[str, Any]]:
     """One row per registered model: its ``alias`` version, latest version, count, test metric, decision.
 
     Only the alias's run is fetched (for the metric), so listing a store with many versions stays quick.
@@ -57,11 +62,12 @@ def model_summaries(alias: str, metric: str) -> list[dict[str, Any]]:
         versions = all_pages(c.search_model_versions, filter_string=f"name='{model.name}'")
         latest = max(versions, key=lambda mv: int(mv.version), default=None)
         champion = registry.alias_version(model.name, alias)
-        run_id = next((mv.run_id for mv in versions if str(mv.version) == champion), None)
-        value = None
+        held = next((mv for mv in versions if str(mv.version) == champion), None)
+        run_id, value = (held.run_id if held else None), None
+        shown = metric_of(held.tags if held else {}, metric)
         if run_id:
             try:
-                value = c.get_run(run_id).data.metrics.get(f"test_{metric}")
+                value = c.get_run(run_id).data.metrics.get(f"test_{shown}")
             except MlflowException:  # a deleted run still leaves the rest of the listing useful
                 value = None
         rows.append(
@@ -71,35 +77,37 @@ def model_summaries(alias: str, metric: str) -> list[dict[str, Any]]:
                 "latest": str(latest.version) if latest else None,
                 "versions": len(versions),
                 "metric": value,
+                "metric_name": shown,
                 "decision": latest.tags.get(v.TAG_DECISION) if latest else None,
             }
         )
     return sorted(rows, key=lambda r: r["name"])
 
 
-def _print_all_models(alias: str, metric: str) -> int:
+def _print_all_models(alias: str, metric: str | None) -> int:
     rows = model_summaries(alias, metric)
     if not rows:
         print("no registered models yet: run `mlops run`")
         return EXIT_NOTHING
     width = max(len("model"), *(len(r["name"]) for r in rows))
-    print(f"{'model':<{width}}  {alias:>10} {'latest':>6} {'versions':>8} {'test ' + metric:>13}  decision")
+    print(f"{'model':<{width}}  {alias:>10} {'latest':>6} {'versions':>8} {'test metric':>20}  decision")
     for r in rows:
-        value = "-" if r["metric"] is None else f"{r['metric']:.4f}"
+        value = "-" if r["metric"] is None else f"{r['metric_name']} {r['metric']:.4f}"
         print(
             f"{r['name']:<{width}}  {r['champion'] or '-':>10} {r['latest'] or '-':>6} {r['versions']:>8} "
-            f"{value:>13}  {r['decision'] or '-'}"
+            f"{value:>20}  {r['decision'] or '-'}"
         )
     return 0
 
 
-def _print_model_versions(name: str, metric: str) -> int:
+def _print_model_versions(name: str, metric: str | None) -> int:
     from components.release import registry
 
     rows = registry.list_versions(name)
     if not rows:
         print(f"no versions of '{name}' registered yet: run `mlops run`")
         return EXIT_NOTHING
+    metric = metric_of(rows[0]["tags"], metric)  # one column: the newest version's metric
     header = f"{'version':>7}  {'aliases':<28} {'candidate':<10} {'test ' + metric:>13}  {'dataset md5':<12} decision"
     print(f"registered model {name}\n{header}")
     for r in rows:

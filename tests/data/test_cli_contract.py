@@ -163,3 +163,35 @@ def test_quarantined_rows_are_set_aside_with_their_rule(tmp_path: Path, capsys) 
     moved = pd.read_csv(tmp_path / "report" / "quarantine.csv")
     assert moved["city"].tolist() == ["atlantis"]
     assert moved["_quarantine_rule"].tolist() == ["allowed:city"]
+
+
+def test_infer_guesses_the_task_prints_why_and_writes_it_into_the_contract(tmp_path: Path, capsys) -> None:
+    from tests.data.task_frames import diabetes_frame
+
+    data, out = tmp_path / "diabetes.csv", tmp_path / "diabetes.yaml"
+    diabetes_frame().to_csv(data, index=False)
+
+    assert _infer(data, out, "progression") == 0
+
+    printed = capsys.readouterr().out
+    assert "task: regression ('progression' is numeric with 214 distinct values)" in printed
+    assert "task: regression  # guessed: 'progression' is numeric with 214 distinct values; edit if wrong" in (
+        out.read_text()
+    )
+    contract = load_contract(out)
+    assert contract.task == "regression" and contract.labels == [] and contract.column("progression").numeric
+    assert _validate(data, out, tmp_path / "report") == 0
+
+    assert _infer(data, out, "progression", "--force", "--task", "multiclass") == 0
+    assert load_contract(out).task == "multiclass"
+    assert "task: multiclass  # binary | multiclass | regression" in out.read_text()
+    assert _infer(data, out, "progression", "--force", "--task", "ranking") == 2
+    assert "--task 'ranking'" in capsys.readouterr().err
+
+
+def test_infer_guesses_the_task_after_cutting_label_suffixes(tmp_path: Path, capsys) -> None:
+    data, out = tmp_path / "messy.csv", tmp_path / "messy.yaml"
+    data.write_text(MESSY.replace("yes.\n29", "yes\n29"))  # "yes." and "yes": one label once the suffix is cut
+    assert _infer(data, out, "label", "--na-values", "?", "--label-strip-suffix", ".") == 0
+    assert "task: binary ('label' holds 2 labels (no, yes))" in capsys.readouterr().out
+    assert load_contract(out).labels == ["no", "yes"]

@@ -130,21 +130,17 @@ def test_a_model_no_better_than_the_prior_is_not_promoted(project, churn_run, tm
     assert version["tags"]["gate.baseline"].startswith("fail")
 
 
-def test_more_than_two_labels_is_refused_before_training(project, churn_run, tmp_path, capsys):
+def test_three_labels_are_drafted_as_multiclass(project, churn_run, tmp_path):
+    """Tiers instead of Yes/No: the draft contract says multiclass (tests/e2e/test_tasks.py trains one)."""
+    import yaml
+
     frame = messy_frame(rows=600, seed=3)
     frame["Churn"] = np.random.default_rng(1003).choice(["low", "mid", "high"], size=len(frame))
     frame.to_csv(tmp_path / "tiers.csv", index=False)
-    params = project / "params.yaml"
-    assert _cli("--params", params, "contract", "infer", "--data", tmp_path / "tiers.csv", "--target", "Churn",
-                "--out", tmp_path / "tiers.yaml") == 0  # fmt: skip
-    capsys.readouterr()
-    code = _cli("--params", params, "run", "--data", tmp_path / "tiers.csv", "--contract", tmp_path / "tiers.yaml")
-    err = capsys.readouterr().err
-    assert code == 2
-    assert "'Churn'" in err and "3 distinct label(s)" in err and "binary classification only" in err
-    assert "Traceback" not in err
-    registry.configure_tracking(project)
-    assert registry.list_versions("tiers") == []
+    assert _cli("--params", project / "params.yaml", "contract", "infer", "--data", tmp_path / "tiers.csv",
+                "--target", "Churn", "--out", tmp_path / "tiers.yaml") == 0  # fmt: skip
+    draft = yaml.safe_load((tmp_path / "tiers.yaml").read_text())
+    assert draft["task"] == "multiclass" and draft["labels"] == ["high", "low", "mid"]
 
 
 def test_a_failure_after_registration_is_recorded_on_the_version_and_the_run(project, churn_run, monkeypatch):

@@ -12,7 +12,9 @@ from tests.conftest import FAST, make_project
 
 pytestmark = pytest.mark.slow
 NO_INFRA = [*FAST, "package.infra_validation.enabled=false"]
-SEARCH = [*NO_INFRA, "train.search.n_trials=4", "train.search.batch_size=2", "train.candidates.logreg.enabled=false"]
+SEARCH = [*NO_INFRA, "train.search.n_trials=4", "train.search.batch_size=2", "train.candidates.logreg.enabled=false",
+          "train.candidates.rf.enabled=false"]  # fmt: skip
+SEARCHED = {"hgb", "lgbm", "mlp"}
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +31,9 @@ def dask_and_local(tmp_path_factory, prefect_harness):
 
 def test_dask_cluster_gives_exactly_the_sequential_metrics(dask_and_local):
     _, on_dask, local = dask_and_local
-    assert on_dask["notes"][0] == "fits: 8 trained, 0 from Prefect's cache"
-    assert local["notes"][0] == "fits: 8 trained, 0 from Prefect's cache"
-    assert set(on_dask["candidates"]) == {"hgb", "mlp"}
+    assert on_dask["notes"][0] == "fits: 12 trained, 0 from Prefect's cache"
+    assert local["notes"][0] == "fits: 12 trained, 0 from Prefect's cache"
+    assert set(on_dask["candidates"]) == SEARCHED
     assert on_dask["candidates"] == local["candidates"]
     assert on_dask["chosen"] == local["chosen"] and on_dask["test_metrics"] == local["test_metrics"]
 
@@ -43,7 +45,7 @@ def test_every_trial_is_an_mlflow_child_run_of_its_candidate(dask_and_local):
     experiment = client.get_experiment_by_name(registry.EXPERIMENT).experiment_id
     children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{on_dask['run_id']}'")
     by_name = {r.info.run_name: r for r in children}
-    assert set(by_name) == {"hgb", "mlp"}
+    assert set(by_name) == SEARCHED
     for run in by_name.values():
         trials = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
         assert sorted(int(t.data.tags["trial"]) for t in trials) == [0, 1, 2, 3]
@@ -61,20 +63,20 @@ def test_cached_fits_are_reused_and_a_candidate_change_refits_only_that_candidat
     project = make_project(tmp_path / "cache")
     params = str(project / "params.yaml")
     first = training_pipeline(params_path=params, overrides=NO_INFRA)
-    assert first["notes"][0] == "fits: 3 trained, 0 from Prefect's cache"
+    assert first["notes"][0] == "fits: 5 trained, 0 from Prefect's cache"  # ridge is regression-only
 
     serve_only = training_pipeline(params_path=params, overrides=[*NO_INFRA, "serve.max_batch=500"])
     assert serve_only["skipped"] is False, "serve.max_batch changes the bento, so the run is not skipped"
-    assert serve_only["notes"][0] == "fits: 0 trained, 3 from Prefect's cache"
+    assert serve_only["notes"][0] == "fits: 0 trained, 5 from Prefect's cache"
     assert serve_only["candidates"] == first["candidates"]
 
     one_candidate = training_pipeline(
         params_path=params, overrides=[*NO_INFRA, "serve.max_batch=500", "train.candidates.hgb.learning_rate=0.2"]
     )
-    assert one_candidate["notes"][0] == "fits: 1 trained, 2 from Prefect's cache"
+    assert one_candidate["notes"][0] == "fits: 1 trained, 4 from Prefect's cache"
     assert one_candidate["candidates"]["logreg"] == first["candidates"]["logreg"]
     assert one_candidate["candidates"]["hgb"] != first["candidates"]["hgb"]
 
     forced = training_pipeline(params_path=params, overrides=NO_INFRA, force=True)
-    assert forced["notes"][0] == "fits: 3 trained, 0 from Prefect's cache"
+    assert forced["notes"][0] == "fits: 5 trained, 0 from Prefect's cache"
     assert forced["candidates"] == first["candidates"]

@@ -6,7 +6,6 @@ bentoml is imported with that home), served with `bentoml serve` on a free port.
 """
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ import httpx
 import pytest
 
 from components.release.infra_validation import serve_bento, validate_bento
+from tests.conftest import isolated_env
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,14 +59,7 @@ print(json.dumps({"tag": tag, "good": local["good"], "other": local["other"], "s
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     home = tmp_path_factory.mktemp("serving")
-    env = {
-        **os.environ,
-        "BENTOML_HOME": str(home / "bentoml"),
-        "BENTOML_DO_NOT_TRACK": "true",
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-        "GIT_PYTHON_REFRESH": "quiet",
-    }
-    env.pop("MLFLOW_TRACKING_URI", None)
+    env = isolated_env(home)
     proc = subprocess.run(
         [sys.executable, "-c", BUILD, str(ROOT), str(home), str(MAX_BATCH)],
         cwd=ROOT,

@@ -87,8 +87,8 @@ def test_status_lists_every_model_one_line_each(project: Path, capsys: pytest.Ca
     header, *lines = capsys.readouterr().out.strip().splitlines()
     assert header.split()[:5] == ["model", "champion", "latest", "versions", "test"]
     assert [line.split() for line in lines] == [
-        [A, "2", "2", "2", "0.9700", "promoted"],
-        [B, "2", "3", "3", "0.8300", "rejected"],
+        [A, "2", "2", "2", "roc_auc", "0.9700", "promoted"],  # versions without a task tag: binary
+        [B, "2", "3", "3", "roc_auc", "0.8300", "rejected"],
         [C, "-", "1", "1", "-", "rejected"],
     ]
 

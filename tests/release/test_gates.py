@@ -9,8 +9,9 @@ from scipy import stats
 from components.evaluation.behaviour import BehaviourResult
 from components.evaluation.metrics import binary_metrics
 from components.evaluation.slices import slice_metrics
-from components.release.gate_statistics import _scorer, mcnemar, paired_bootstrap
+from components.release.gate_statistics import mcnemar, paired_bootstrap
 from components.release.gates import GatePolicy, decide
+from components.release.metric_scorers import binary_scorer as _scorer
 
 N = 2000
 

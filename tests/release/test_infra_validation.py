@@ -1,7 +1,6 @@
 """Pure parts of infra validation; the served comparison runs in tests/e2e/test_serving.py."""
 
 import json
-import math
 import socket
 
 import numpy as np
@@ -13,7 +12,6 @@ from components.release.infra_validation import (
     InfraReport,
     ServeError,
     check_exact_tag,
-    compare_predictions,
     frame_to_records,
     free_port,
     serve_bento,
@@ -26,16 +24,6 @@ def test_records_keep_full_precision_and_turn_missing_into_null():
     records = frame_to_records(frame)
     assert records == [{"a": x, "b": 1, "c": "p"}, {"a": None, "b": None, "c": None}]
     assert json.loads(json.dumps(records))[0]["a"] == x  # JSON round trip is exact, no NaN tokens
-
-
-def test_compare_predictions_counts_labels_and_max_probability_gap():
-    expected = pd.DataFrame({"label": [0, 1, 1], "probability": [0.1, 0.9, 0.8]})
-    same = [{"label": 0, "probability": 0.1}, {"label": 1, "probability": 0.9}, {"label": 1, "probability": 0.8}]
-    assert compare_predictions(expected, same) == (0, 0.0)
-    other = [{"label": 1, "probability": 0.6}, *same[1:]]
-    mismatches, diff = compare_predictions(expected, other)
-    assert mismatches == 1 and diff == pytest.approx(0.5)
-    assert compare_predictions(expected, same[:2]) == (3, math.inf)  # a lost answer fails everything
 
 
 @pytest.mark.parametrize("tag", ["name", "name:latest", ":v", ""])

@@ -78,3 +78,16 @@ def test_a_request_cancelled_while_queued_leaves_the_others_answered():
     assert labels.tolist() == [1]
     with pytest.raises(asyncio.CancelledError):
         dropped.result()
+
+
+def test_two_dimensional_scores_are_split_by_request_rows():
+    """Multiclass: one row of class probabilities per record."""
+
+    def model(columns):
+        x = columns["x"]
+        return x.astype(int).astype(str).astype(object), np.column_stack([x / 10, 1 - x / 10])
+
+    answers = _gather(MicroBatcher(model, max_rows=10), [_request(1, 2), _request(3)])
+    assert [a[0].tolist() for a in answers] == [["1", "2"], ["3"]]
+    assert [a[1].shape for a in answers] == [(2, 2), (1, 2)]
+    assert answers[1][1].tolist() == [[0.3, 0.7]]

@@ -23,9 +23,25 @@ def raw():
 def test_project_params_load_into_typed_settings(raw):
     s = parse_settings(raw)
     assert s.data.target == "target"
-    assert set(s.train.candidates) == {"logreg", "hgb", "mlp"}
+    assert set(s.train.candidates) == {"logreg", "hgb", "ridge", "rf", "lgbm", "mlp"}
     assert s.train.candidates["mlp"].hidden == [64, 32]
+    assert s.train.candidates["logreg"].tasks == ["binary", "multiclass"] and s.train.candidates["hgb"].tasks is None
+    assert s.evaluate.primary_metric is None  # the task's default, filled in by components.dataset_settings
     assert s.validate_.min_rows >= 1
+
+
+def test_primary_metric_must_be_a_known_metric_of_some_task(raw):
+    raw["evaluate"]["primary_metric"] = "rmse"  # a regression metric: whether it fits the task is checked on resolve
+    assert parse_settings(raw).evaluate.primary_metric == "rmse"
+    raw["evaluate"]["primary_metric"] = "auc"
+    with pytest.raises(ConfigError, match=r"key 'evaluate\.primary_metric'"):
+        parse_settings(raw)
+
+
+def test_candidate_tasks_must_be_known_tasks(raw):
+    raw["train"]["candidates"]["hgb"]["tasks"] = ["ranking"]
+    with pytest.raises(ConfigError, match=r"key 'train\.candidates\.hgb\.tasks\.0'"):
+        parse_settings(raw)
 
 
 def test_missing_key_is_named(raw):

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from components.model.trained import NUMBER, TEXT, canonical_frame, feature_kinds
-from components.training.families import check_supported_target, train_candidate
+from components.training.families import train_candidate
 from tests.messy import messy_frame
 
 FEATURES = ["gender", "Contract", "PaymentMethod", "PaperlessBilling", "tenure", "MonthlyCharges", "TotalCharges",
@@ -74,12 +74,19 @@ def test_every_family_predicts_the_same_from_every_representation(typed, family)
         np.testing.assert_array_equal(out["probability"].to_numpy(), reference["probability"].to_numpy())
 
 
-def test_more_or_fewer_than_two_labels_is_refused_by_name():
-    check_supported_target(["Yes", "No", None], "Churn")
-    with pytest.raises(Exception, match=r"target 'tier' has 3 distinct label\(s\) \(high, low, mid\).*binary"):
-        check_supported_target(["low", "mid", "high", "low"], "tier")
-    with pytest.raises(Exception, match="has 1 distinct"):
-        check_supported_target(["No", "No"], "Churn")
+@pytest.mark.parametrize(
+    ("task", "labels", "message"),
+    [
+        ("binary", ["low", "mid", "high"], r"binary classification needs exactly two target labels, found \['high'"),
+        ("binary", ["No"], r"exactly two target labels, found \['No'\]"),
+        ("multiclass", ["No", "Yes"], r"multiclass classification needs at least three target labels.*task binary"),
+    ],
+)  # fmt: skip
+def test_a_target_with_the_wrong_number_of_labels_for_its_task_is_refused(task, labels, message):
+    X = pd.DataFrame({"x": np.arange(12.0)})
+    y = pd.Series([labels[i % len(labels)] for i in range(12)])
+    with pytest.raises(ValueError, match=message):
+        train_candidate("m", "sklearn_logreg", {"C": 1.0, "max_iter": 100}, X, y, seed=0, task=task)
 
 
 def test_a_saved_model_predicts_what_it_predicted_before_saving(tmp_path):

@@ -9,10 +9,12 @@ from components.training.search import (
     SearchFailedError,
     SearchSpace,
     TrialFailure,
+    choose_candidate,
     fit_and_score,
     run_search,
     search_value,
 )
+from tests.training.task_data import make_frame
 
 SPACE = {
     "learning_rate": {"low": 0.01, "high": 0.3, "log": True},
@@ -192,3 +194,36 @@ def test_search_over_real_fits_is_engine_independent(splits):
     b = run_search("logreg", base, space, evaluate_batch=pooled, **kw)
     assert a.to_dict() == b.to_dict()
     assert a.best_value == max(t.value for t in a.trials)
+
+
+@pytest.mark.parametrize(
+    ("task", "spec", "metric"),
+    [
+        ("multiclass", {"family": "lightgbm", "n_estimators": 20, "learning_rate": 0.2, "num_leaves": 8,
+                        "min_child_samples": 5}, "f1_macro"),
+        ("regression", {"family": "sklearn_rf", "tasks": ["regression"], "n_estimators": 10, "max_depth": None,
+                        "min_samples_leaf": 2}, "rmse"),
+    ],
+)  # fmt: skip
+def test_fit_and_score_trains_for_the_task(task, spec, metric):
+    train, val = make_frame(task, 200, 0), make_frame(task, 80, 1)
+    model, result = fit_and_score("c", spec, train, val, "target", seed=0, threshold=0.5, primary_metric=metric,
+                                  task=task)  # fmt: skip
+    assert model.task == task and "tasks" not in model.params
+    assert result.split == "val" and metric in result.metrics
+
+
+def test_a_regression_search_keeps_the_lowest_error():
+    """rmse is lower-is-better: the search maximises its negative, and the chosen model has the lowest."""
+    train, val = make_frame("regression", 200, 0), make_frame("regression", 80, 1)
+    spec = {"family": "sklearn_ridge", "alpha": 1.0, "search": {"alpha": {"low": 0.01, "high": 1000.0, "log": True}}}
+
+    def fit_batch(specs):
+        return [fit_and_score("ridge", s, train, val, "target", seed=0, threshold=0.5, primary_metric="rmse",
+                              task="regression") for s in specs]  # fmt: skip
+
+    outcome = choose_candidate("ridge", spec, n_trials=5, batch_size=2, seed=0, primary_metric="rmse",
+                               fit_batch=fit_batch)  # fmt: skip
+    errors = [r.metrics["rmse"] for r in outcome.trial_results.values()]
+    assert len(set(errors)) > 1 and outcome.result.metrics["rmse"] == min(errors)
+    assert outcome.search.best_value == -min(errors)

@@ -10,6 +10,8 @@ PARAMS = {
     "sklearn_logreg": {"C": 1.0, "max_iter": 200},
     "sklearn_hgb": {"learning_rate": 0.2, "max_iter": 20, "max_leaf_nodes": 8},
     "torch_mlp": {"hidden": [8], "epochs": 5, "lr": 0.01, "batch_size": 16},
+    "sklearn_rf": {"n_estimators": 20, "max_depth": 4, "min_samples_leaf": 2},
+    "lightgbm": {"n_estimators": 20, "learning_rate": 0.2, "num_leaves": 8, "min_child_samples": 5},
 }
 
 
@@ -47,7 +49,8 @@ def test_training_is_deterministic(family, frame):
 
 
 def test_unknown_family_lists_known(frame):
-    with pytest.raises(UnknownFamilyError, match="known families: sklearn_logreg, sklearn_hgb, torch_mlp"):
+    known = "sklearn_logreg, sklearn_hgb, torch_mlp, sklearn_ridge, sklearn_rf, lightgbm"
+    with pytest.raises(UnknownFamilyError, match=f"known families: {known}"):
         train_candidate("c", "svm", {}, frame.drop(columns="label"), frame["label"], seed=0)
 
 
