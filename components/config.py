@@ -128,6 +128,11 @@ class ServeSettings(Section):
     low_confidence_threshold: float = Field(default=0.6, gt=0.5, le=1)
 
 
+class BatchSettings(Section):
+    # rows validated and scored at a time by `mlops predict`: memory holds one chunk whatever the file size
+    chunk_rows: int = Field(default=250_000, ge=1)
+
+
 class Settings(Section):
     data: DataSettings
     validate_: ValidateSettings = Field(alias="validate")
@@ -136,6 +141,7 @@ class Settings(Section):
     promote: PromoteSettings
     package: PackageSettings
     serve: ServeSettings
+    batch: BatchSettings = BatchSettings()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -37,6 +37,16 @@ def run_tags(ctx: RunContext) -> dict[str, str]:
             "run_dir": str(ctx.out_dir)}  # fmt: skip
 
 
+def log_run_inputs(ctx: RunContext) -> None:
+    """The effective params and the contract file, on the driver's parent run: what a version was trained
+    with, read back by batch inference (its contract) and by people (params.json)."""
+    import mlflow
+
+    mlflow.log_dict(ctx.settings.as_params(), "params.json")
+    if ctx.settings.validate_.contract:
+        mlflow.log_artifact(str((ctx.root / ctx.settings.validate_.contract).resolve()), "contract")
+
+
 def champion_scores(ctx: RunContext, model: TrainedModel, test: pd.DataFrame) -> tuple[str | None, np.ndarray | None]:
     """The current champion's version and its scores on the held-out rows (through its pyfunc), in the
     challenger's form: positive-class probabilities, per-class probabilities in its class order, or values."""

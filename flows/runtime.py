@@ -94,7 +94,7 @@ def redact(text: str) -> str:
 # (no other command calls Prefect's API), a Dask cluster with `train.parallel`, and `bentoml serve`
 # for infra validation. `serve` replaces the CLI with `bentoml serve` (exec), a server the user
 # means to keep: it gets no watchdog.
-WATCHED_COMMANDS = frozenset({"run"})
+WATCHED_COMMANDS = frozenset({"run", "predict"})  # both start Prefect's temporary API server
 
 
 def watch_descendants(command: str) -> None:

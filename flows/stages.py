@@ -215,7 +215,7 @@ def release(ctx: RunContext) -> None:
     with mlflow.start_run(run_name="dvc-release") as parent, release_steps.failures_recorded(ctx.name, registered):
         ctx = replace(ctx, run_id=parent.info.run_id, commit=git_commit(ctx.root))
         mlflow.set_tags(release_steps.run_tags(ctx))
-        mlflow.log_dict(ctx.settings.as_params(), "params.json")
+        release_steps.log_run_inputs(ctx)
         mlflow.log_artifacts(str(ctx.out_dir / "validate" / "report"), "validation")
         with tempfile.TemporaryDirectory() as tmp:  # plots and slices again: the gate needs the probabilities
             assessment = steps.assess(ctx, model, test, Path(tmp))

@@ -87,7 +87,7 @@ def training_pipeline(
     ):
         ctx = replace(ctx, run_id=parent.info.run_id, commit=git_commit(ctx.root))
         mlflow.set_tags(release_steps.run_tags(ctx))
-        mlflow.log_dict(ctx.settings.as_params(), "params.json")
+        release_steps.log_run_inputs(ctx)
         reference, reference_note = reference_task(ctx, frame, md5)
         logger.info("drift reference: %s", reference_note)
         try:

@@ -1,0 +1,125 @@
+"""The `batch-inference` Prefect flow: score a batch file with the model's @champion.
+
+resolve the champion to its exact version → its contract → its training data (drift reference)
+→ load it → validate and score the batch chunk by chunk → predictions, metadata, report.
+The work is in ``components.inference``; Prefect adds named tasks, retries on registry I/O and a
+markdown artifact. ``mlops predict`` runs this flow.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from components.inference import batch, champion
+from components.validation.report import DataRejectedError
+
+
+def _transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry registry I/O, but not an answer that another try cannot change (no champion, a bad contract)."""
+    from components.config import ConfigError
+    from components.data.contract import ContractError
+
+    try:
+        state.result()
+    except (champion.NoChampionError, ConfigError, ContractError):
+        return False
+    except Exception:
+        return True
+    return False
+
+
+IO_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 5, 15], "retry_condition_fn": _transient}
+
+resolve_task = task(name="resolve-champion", **IO_RETRIES)(champion.resolve_champion)
+contract_task = task(name="version-contract", **IO_RETRIES)(champion.version_contract)
+reference_task = task(name="drift-reference")(champion.training_reference)
+# The scorer is a closure over the loaded model: never cache or persist it between runs.
+load_task = task(name="load-model", cache_policy=None, persist_result=False, **IO_RETRIES)(champion.load_scorer)
+score_task = task(name="score-batch", cache_policy=None)(batch.score_batch)
+
+
+def render_markdown(meta: dict[str, Any]) -> str:
+    """The run's summary: where the predictions are, the rows, drift, the version that scored them."""
+    m, rows, drift = meta["model"], meta["rows"], meta["drift"]
+    lines = [
+        f"# Batch inference: {Path(meta['batch']['path']).name}",
+        "",
+        f"- model: {m['name']} v{m['version']} (@{m['alias']}, {m['uri']}, task {m['task']})",
+        f"- batch: {meta['batch']['path']} (md5 {meta['batch']['md5']})",
+        f"- rows: {rows['read']} read, {rows['scored']} scored, {rows['quarantined']} quarantined",
+        f"- predictions: {meta['predictions'] or 'none (batch rejected)'}",
+        f"- metadata: {meta.get('metadata_path', '-')}",
+        f"- contract: {meta['contract']['source']}",
+        f"- validation report: {meta['validation']['report']}",
+        f"- drift: {drift['verdict']}" + (f" vs {drift['reference']}" if drift.get("reference") else ""),
+        "- timings (s): " + ", ".join(f"{k} {x:.2f}" for k, x in meta["timings"].items()),
+    ]
+    return "\n".join(lines)
+
+
+@flow(name="batch-inference")
+def batch_inference(
+    data: str,
+    model: str | None = None,
+    out: str = "predictions",
+    params_path: str = "params.yaml",
+    chunk_rows: int | None = None,
+) -> dict[str, Any]:
+    """Score ``data`` with ``model``'s champion; return the metadata written beside the predictions.
+
+    Relative ``data`` and ``out`` are under the params file's folder, as ``mlops run --data`` is.
+    Raises NoChampionError (no champion), DataRejectedError (a blocking rule failed: no predictions)
+    or DataReadError (the file cannot be read as the contract says).
+    """
+    from components.config import load_settings
+    from components.dataset_settings import default_model_name
+    from components.release import registry
+    from flows.runtime import prepare_environment
+
+    logger = get_run_logger()
+    root = Path(params_path).resolve().parent
+    prepare_environment(root)
+    settings = load_settings(params_path)
+    chunk_rows = chunk_rows or settings.batch.chunk_rows
+    registry.configure_tracking(root)
+    data_path, out_dir = (p if p.is_absolute() else root / p for p in (Path(data), Path(out)))
+    timings: dict[str, float] = {}
+
+    start = time.perf_counter()
+    name = model or default_model_name(params_path)
+    version = resolve_task(name, settings.promote.alias)
+    timings["resolve"] = time.perf_counter() - start
+    logger.info("scoring %s with %s v%s (%s)", data_path, name, version.version, version.uri)
+
+    start = time.perf_counter()
+    contract, contract_source = contract_task(version, root, settings)
+    reference, reference_note = reference_task(version, root, settings, contract)
+    if contract is None:
+        contract = champion.basic_batch_contract(settings, version.task, reference, data_path)
+    timings["contract_and_reference"] = time.perf_counter() - start
+    logger.info("contract: %s; drift reference: %s", contract_source, reference_note)
+
+    start = time.perf_counter()
+    predict, scorer = load_task(version)
+    timings["load_model"] = time.perf_counter() - start
+
+    record = version.record() | scorer
+    context = {"contract": {"name": contract.name, "source": contract_source}}
+    try:
+        meta = score_task(data_path, contract=contract, predict=predict, model=record, out_dir=out_dir,
+                          reference=reference, reference_note=reference_note, chunk_rows=chunk_rows,
+                          context=context, timings=timings)  # fmt: skip
+    except DataRejectedError as err:
+        create_markdown_artifact(f"# Batch rejected: {data_path.name}\n\n{err}", key="batch-inference",
+                                 description="batch-inference: the batch was rejected, nothing scored")  # fmt: skip
+        raise
+    markdown = render_markdown(meta)
+    create_markdown_artifact(markdown, key="batch-inference", description="batch-inference run summary")
+    logger.info("%d rows scored, %d quarantined -> %s", meta["rows"]["scored"], meta["rows"]["quarantined"],
+                meta["predictions"])  # fmt: skip
+    return meta | {"markdown": markdown}
