@@ -49,6 +49,18 @@ def isolated_env(home: Path) -> dict[str, str]:
     return env
 
 
+def build_in_subprocess(script: str, home: Path, *args: str) -> dict:
+    """Run ``script`` (``python -c``) with a bento store of its own under ``home``; the JSON of its last line."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", script, str(ROOT), str(home), *args], cwd=ROOT,
+                          env=isolated_env(home), capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def make_project(tmp: Path, *, rows: int | None = 300, seed: int = 0) -> Path:
     """A throw-away copy of the project's config with a small sample of the default dataset."""
     from components.data.dataset import read_source, write_parquet

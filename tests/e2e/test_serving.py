@@ -6,15 +6,13 @@ bentoml is imported with that home), served with `bentoml serve` on a free port.
 """
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from components.release.infra_validation import serve_bento, validate_bento
-from tests.conftest import isolated_env
+from tests.conftest import build_in_subprocess
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,17 +57,7 @@ print(json.dumps({"tag": tag, "good": local["good"], "other": local["other"], "s
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     home = tmp_path_factory.mktemp("serving")
-    env = isolated_env(home)
-    proc = subprocess.run(
-        [sys.executable, "-c", BUILD, str(ROOT), str(home), str(MAX_BATCH)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "home": str(home / "bentoml")}
+    return {**build_in_subprocess(BUILD, home, str(MAX_BATCH)), "home": str(home / "bentoml")}
 
 
 # Expire idle connections before uvicorn's 5 s keep-alive does, so no request races a close.

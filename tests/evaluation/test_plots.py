@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.evaluation.plots import MAX_CURVE_POINTS, write_eval_plots, write_plot_data
+from components.evaluation.plot_canvas import MAX_CURVE_POINTS
+from components.evaluation.plots import write_eval_plots, write_plot_data
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

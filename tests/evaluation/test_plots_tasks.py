@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.evaluation.plots import MAX_CURVE_POINTS, write_task_plots
+from components.evaluation.plot_canvas import MAX_CURVE_POINTS
+from components.evaluation.plots import write_task_plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CLASSES = ["cat", "dog", "eel"]

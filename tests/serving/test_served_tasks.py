@@ -9,8 +9,6 @@ prometheus multiprocess directory, which each start wipes. The binary e2e suite 
 """
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -18,7 +16,7 @@ import pandas as pd
 import pytest
 
 from components.release.infra_validation import frame_to_records, serve_bento, validate_bento
-from tests.conftest import isolated_env
+from tests.conftest import build_in_subprocess
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,17 +71,7 @@ print(json.dumps(out))
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     home = tmp_path_factory.mktemp("served-tasks")
-    env = isolated_env(home)
-    proc = subprocess.run(
-        [sys.executable, "-c", BUILD, str(ROOT), str(home)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = build_in_subprocess(BUILD, home)
     return {task: {**info, "home": str(home / "bentoml")} for task, info in out.items()}
 
 
