@@ -32,6 +32,10 @@ PARAMS = ROOT / "params.yaml"
 IMPLS = ("floor", "ours")
 CANDIDATES = ("logreg", "hgb")  # params.yaml order
 PHASES = ("read", "validate", "split", "logreg", "hgb", "evaluate")
+TIMING_NOTE = (
+    "Phase columns are wall seconds inside the worker; wall and RSS are of the whole process (interpreter "
+    "start and imports included)."
+)
 
 
 # --- data ---------------------------------------------------------------------------
@@ -54,14 +58,14 @@ def datasets(sizes: list[int], seed: int) -> tuple[dict[int, Path], str]:
     return {n: folder / f"adult_{n}.parquet" for n in sizes}, origins[sizes[0]].read_text()
 
 
-def settings() -> dict:
-    """What both implementations take from params.yaml: split shares and seeds, candidate specs."""
+def settings(names: tuple[str, ...] = CANDIDATES) -> dict:
+    """What both implementations take from params.yaml: split shares and seeds, the ``names`` candidates' specs."""
     import yaml
 
     params = yaml.safe_load(PARAMS.read_text())
     candidates = {}
-    for name in CANDIDATES:
-        spec = {k: v for k, v in params["train"]["candidates"][name].items() if k not in ("enabled", "search")}
+    for name in names:
+        spec = {k: v for k, v in params["train"]["candidates"][name].items() if k not in ("enabled", "search", "tasks")}
         candidates[name] = {"family": spec.pop("family"), "params": spec}
     return {
         "test_size": params["data"]["test_size"],
@@ -99,15 +103,14 @@ class Clock:
         self.last = now
 
 
-def run_ours(data: Path, s: dict, clock: Clock) -> dict[str, float]:
-    from components.data.contract import load_contract
+def ours_metrics(data: Path, contract, s: dict, clock: Clock, task: str = "binary") -> dict[str, dict[str, float]]:
+    """Our components' path through ``data`` under ``contract``: each candidate's metrics on the validation split."""
     from components.data.dataset import features_and_target, split
     from components.data.reading import model_frame, read_with_contract
     from components.evaluation.metrics import evaluate
     from components.training.families import train_candidate
     from components.validation.validate import validate_frame
 
-    contract = load_contract(CONTRACT)
     clock.lap("import")
     frame = read_with_contract(data, contract)
     clock.lap("read")
@@ -117,30 +120,36 @@ def run_ours(data: Path, s: dict, clock: Clock) -> dict[str, float]:
     frame = model_frame(kept, contract)
     del kept
     clock.lap("validate")
-    splits = split(frame, contract.target, s["test_size"], s["val_size"], s["split_seed"])
+    splits = split(frame, contract.target, s["test_size"], s["val_size"], s["split_seed"], task=task)
     del frame
     X, y = features_and_target(splits.train, contract.target)
     clock.lap("split")
     models = {}
     for name, spec in s["candidates"].items():
         models[name] = train_candidate(
-            name, spec["family"], spec["params"], X, y, seed=s["train_seed"], threshold=s["threshold"]
+            name, spec["family"], spec["params"], X, y, seed=s["train_seed"], threshold=s["threshold"], task=task
         )
         clock.lap(name)
-    auc = {name: evaluate(m, splits.val, contract.target, "val").metrics["roc_auc"] for name, m in models.items()}
+    metrics = {name: evaluate(m, splits.val, contract.target, "val").metrics for name, m in models.items()}
     clock.lap("evaluate")
-    return auc
+    return metrics
 
 
-def _plain_model(name: str, spec: dict, numeric: list[str], categorical: list[str], seed: int):
+def run_ours(data: Path, s: dict, clock: Clock) -> dict[str, float]:
+    from components.data.contract import load_contract
+
+    metrics = ours_metrics(data, load_contract(CONTRACT), s, clock)
+    return {name: values["roc_auc"] for name, values in metrics.items()}
+
+
+def plain_preprocessor(numeric: list[str], categorical: list[str]):
+    """The preprocessing every family applies, built with sklearn directly (the floor's)."""
     from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    prep = ColumnTransformer(
+    return ColumnTransformer(
         [
             ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
             (
@@ -153,6 +162,13 @@ def _plain_model(name: str, spec: dict, numeric: list[str], categorical: list[st
             ),
         ]
     )
+
+
+def _plain_model(name: str, spec: dict, numeric: list[str], categorical: list[str], seed: int):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
     p = spec["params"]
     if name == "logreg":
         model = LogisticRegression(C=p["C"], max_iter=p["max_iter"], random_state=seed)
@@ -164,7 +180,7 @@ def _plain_model(name: str, spec: dict, numeric: list[str], categorical: list[st
             early_stopping=False,
             random_state=seed,
         )
-    return make_pipeline(prep, model)
+    return make_pipeline(plain_preprocessor(numeric, categorical), model)
 
 
 def run_floor(data: Path, s: dict, clock: Clock) -> dict[str, float]:
@@ -225,9 +241,11 @@ def worker(impl: str, data: Path, out: Path) -> None:
 # --- driver -------------------------------------------------------------------------
 
 
-def measure(impl: str, data: Path) -> dict:
+def measure(impl: str, data: Path, script: Path | None = None, args: tuple[str, ...] = ()) -> dict:
+    """Run the worker of ``script`` (this file by default) for ``impl`` on ``data`` plus ``args``: JSON, wall, RSS."""
     out = data.with_name(f"{data.stem}.{impl}.json")
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", impl, "--data", str(data), "--out", str(out)]
+    script = (script or Path(__file__)).resolve()
+    cmd = [sys.executable, str(script), "--worker", impl, "--data", str(data), "--out", str(out), *args]
     wall, rss, rc = run_measured(cmd, cwd=ROOT)
     if rc != 0:
         raise SystemExit(f"{impl} worker failed on {data.name} (exit {rc})")
@@ -252,13 +270,16 @@ def table(results: dict[int, dict[str, dict]]) -> str:
                 f"| {n:,} | {impl} | {r['wall']:.1f} | {r['rss']:.0f} | {r['wall'] / floor['wall']:.2f}× "
                 f"| {r['rss'] / floor['rss']:.2f}× | {r['wall'] / n * 1e6:.1f} | {phases} | {auc} |"
             )
-    lines += ["", "Peak RSS of the worker process so far (MiB, VmHWM) at the end of each phase:", ""]
-    lines += ["| rows | impl | " + " | ".join(PHASES) + " |", "|---|---|" + "---|" * len(PHASES)]
-    for n, by_impl in results.items():
-        for impl in IMPLS:
-            peaks = " | ".join(f"{by_impl[impl]['peak_mib'][k]:.0f}" for k in PHASES)
-            lines.append(f"| {n:,} | {impl} | {peaks} |")
-    return "\n".join(lines)
+    rows = [(f"{n:,} | {impl}", by_impl[impl]) for n, by_impl in results.items() for impl in IMPLS]
+    return "\n".join(lines + peak_table("rows | impl", rows, PHASES))
+
+
+def peak_table(header: str, rows: list[tuple[str, dict]], phases: tuple[str, ...]) -> list[str]:
+    """Peak RSS at the end of each phase, a line per (label, result); ``header`` names the label's columns."""
+    lines = ["", "Peak RSS of the worker process so far (MiB, VmHWM) at the end of each phase:", ""]
+    lines += [f"| {header} | " + " | ".join(phases) + " |", "|---" * (header.count("|") + 1 + len(phases)) + "|"]
+    lines += [f"| {label} | " + " | ".join(f"{r['peak_mib'][k]:.0f}" for k in phases) + " |" for label, r in rows]
+    return lines
 
 
 def main() -> None:
@@ -288,10 +309,8 @@ def main() -> None:
         "model_frame + data.split + train_candidate (logreg, hgb; params.yaml) + evaluate on val. `floor`: "
         "read_parquet + the same rules in plain pandas + train_test_split twice + the same sklearn "
         "preprocessing and models built directly + the same metrics. Equal val ROC AUC means both trained "
-        "the same models on the same rows. Phase columns are wall seconds inside the worker; wall and "
-        "RSS are of the whole process (interpreter start and imports included). Both cap BLAS/OpenMP "
-        "at one thread below 50,000 training rows, as train_candidate does. Load average "
-        f"(1, 5, 15 min): {load} on a shared machine."
+        f"the same models on the same rows. {TIMING_NOTE} Both cap BLAS/OpenMP at one thread below 50,000 "
+        f"training rows, as train_candidate does. Load average (1, 5, 15 min): {load} on a shared machine."
     )
     if not args.no_append:
         title = "benchmarks/scale.py: validate + train, ours vs plain floor"
