@@ -103,22 +103,35 @@ class Clock:
         self.last = now
 
 
+def read_and_check(data, contract):
+    """read_with_contract + validate_frame in the child: the report and the index of the kept rows
+    (the flow's child reads the data itself too, so no frame is pickled across)."""
+    from components.data.reading import read_with_contract
+    from components.validation.validate import validate_frame
+
+    report, kept = validate_frame(read_with_contract(data, contract), contract)
+    return report, kept.index
+
+
 def ours_metrics(data: Path, contract, s: dict, clock: Clock, task: str = "binary") -> dict[str, dict[str, float]]:
     """Our components' path through ``data`` under ``contract``: each candidate's metrics on the validation split."""
     from components.data.dataset import features_and_target, split
     from components.data.reading import model_frame, read_with_contract
     from components.evaluation.metrics import evaluate
     from components.training.families import train_candidate
-    from components.validation.validate import validate_frame
+    from flows.child_process import ChildProcess
+    from flows.steps import VALIDATION_IMPORTS
 
     clock.lap("import")
-    frame = read_with_contract(data, contract)
-    clock.lap("read")
-    report, kept = validate_frame(frame, contract)
+    # As the training flow does: validation (and its GX import) in a spawned child that is gone before
+    # the fits, started now so that its imports overlap with the read.
+    with ChildProcess(warm=VALIDATION_IMPORTS) as child:
+        frame = read_with_contract(data, contract)
+        clock.lap("read")
+        report, kept = child.call(read_and_check, data, contract)
     if not report.success:
         raise SystemExit(f"data rejected: {[r.describe() for r in report.failures()]}")
-    frame = model_frame(kept, contract)
-    del kept
+    frame = model_frame(frame if len(kept) == len(frame) else frame.loc[kept], contract)
     clock.lap("validate")
     splits = split(frame, contract.target, s["test_size"], s["val_size"], s["split_seed"], task=task)
     del frame

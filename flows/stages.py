@@ -85,7 +85,8 @@ def validate(ctx: RunContext) -> None:
     reference, note = steps.drift_reference(ctx, frame, md5)
     log.info("drift reference: %s", note)
     try:
-        report, accepted, _ = steps.validate(ctx, frame, reference, ctx.out_dir / "validate" / "report")
+        report_dir = ctx.out_dir / "validate" / "report"
+        report, accepted, _ = steps.validate(replace(ctx, md5=md5), frame, reference, report_dir, note)
     except DataRejectedError as err:  # DVC keeps the metrics of a rejected file too
         _validation_metrics(ctx, err.report, note)
         raise

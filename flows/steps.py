@@ -151,28 +151,75 @@ def drift_reference(ctx: RunContext, frame: pd.DataFrame, md5: str) -> tuple[pd.
     return split(ctx, frame).train, "this dataset's training split (no champion dataset to compare against)"
 
 
-def validate(ctx: RunContext, frame: pd.DataFrame, reference: pd.DataFrame | None, out_dir: Path):
-    """Contract checks (drift against ``reference`` too); returns (report, the frame models see, report path).
+# What validation imports (Great Expectations): a driver that validates in a child process
+# (flows.child_process) warms these up there while it does other work.
+VALIDATION_IMPORTS = ("great_expectations", "components.validation.validate")
 
-    Raises ``DataRejectedError`` naming the rule and the report when a blocking rule fails.
-    """
-    from components.data.reading import model_frame
-    from components.dataset_settings import check_target_fits
-    from components.validation.report import DataRejectedError
-    from components.validation.report_html import write_report
-    from components.validation.validate import basic_contract, validate_frame
+
+def _contract(ctx: RunContext, frame: pd.DataFrame):
+    from components.validation.validate import basic_contract
 
     v = ctx.settings.validate_
-    contract = ctx.contract or basic_contract(
+    return ctx.contract or basic_contract(
         frame, ctx.target, min_rows=v.min_rows, max_null_fraction=v.max_null_fraction, task=ctx.task
     )
+
+
+def check(ctx: RunContext, frame: pd.DataFrame, reference: pd.DataFrame | None, out_dir: Path,
+          reference_note: str = ""):  # fmt: skip
+    """Contract checks (drift against ``reference`` too); returns (report, index of the kept rows, report path).
+
+    Only the index crosses back from a child process: the parent selects the rows itself
+    (:func:`accepted_frame`), so it never holds a second, pickled copy of the data.
+    Raises ``DataRejectedError`` naming the rule and the report when a blocking rule fails.
+    """
+    from components.dataset_settings import check_target_fits
+    from components.validation.report import DataRejectedError
+    from components.validation.report_html import report_header, write_report
+    from components.validation.validate import validate_frame
+
+    contract = _contract(ctx, frame)
     report, accepted = validate_frame(frame, contract, reference=reference, quarantine_path=out_dir / "quarantine.csv")
-    html = write_report(report, out_dir, title=f"Validation of {len(frame)} rows")
+    shown = ctx.data_path.relative_to(ctx.root) if ctx.data_path.is_relative_to(ctx.root) else ctx.data_path
+    header = report_header(dataset=shown, md5=ctx.md5 or None, contract=contract.name,
+                           contract_source=ctx.settings.validate_.contract or "basic checks (validate.*)",
+                           drift_reference=reference_note or ("none" if reference is None else None))  # fmt: skip
+    html = write_report(report, out_dir, title=f"Validation of {len(frame)} rows", header=header)
     if not report.success:
         raise DataRejectedError(report, html)
     where = f"contract {ctx.settings.validate_.contract}" if ctx.contract else "data"
     check_target_fits(ctx.task, accepted[ctx.target], ctx.target, where=where)
-    return report, model_frame(accepted, contract), html
+    return report, accepted.index, html
+
+
+def load_and_check(ctx: RunContext, out_dir: Path):
+    """:func:`load`, :func:`drift_reference` and :func:`check` as one body for a child process: the data
+    and the reference are read where they are checked, so neither is pickled across (a 500k-row frame
+    pickles to hundreds of MiB). Returns (report, index of the kept rows, report path, reference note).
+    """
+    from components.release import registry
+
+    registry.configure_tracking(ctx.root)
+    frame, md5 = load(ctx)
+    if ctx.md5 and md5 != ctx.md5:
+        raise RuntimeError(f"{ctx.data_path} changed during the run (md5 {ctx.md5}, now {md5}): run again")
+    reference, note = drift_reference(ctx, frame, md5)
+    return (*check(ctx, frame, reference, out_dir, note), note)
+
+
+def accepted_frame(ctx: RunContext, frame: pd.DataFrame, kept: pd.Index) -> pd.DataFrame:
+    """The frame models see: the ``kept`` rows (quarantine drops only rows), their features and target."""
+    from components.data.reading import model_frame
+
+    rows = frame if len(kept) == len(frame) else frame.loc[kept]
+    return model_frame(rows, _contract(ctx, frame))
+
+
+def validate(ctx: RunContext, frame: pd.DataFrame, reference: pd.DataFrame | None, out_dir: Path,
+             reference_note: str = ""):  # fmt: skip
+    """:func:`check`, then :func:`accepted_frame`: (report, the frame models see, report path)."""
+    report, kept, html = check(ctx, frame, reference, out_dir, reference_note)
+    return report, accepted_frame(ctx, frame, kept), html
 
 
 def split(ctx: RunContext, frame: pd.DataFrame) -> dataset.Splits:
