@@ -126,11 +126,22 @@ class ServeSettings(Section):
     port: int = Field(ge=1, le=65535)
     max_batch: int = Field(default=1000, ge=1)
     low_confidence_threshold: float = Field(default=0.6, gt=0.5, le=1)
+    # share of served requests whose inputs and answers are recorded for `mlops monitor --served` (0 = off)
+    monitor_sample: float = Field(default=0.0, ge=0, le=1)
 
 
 class BatchSettings(Section):
     # rows validated and scored at a time by `mlops predict`: memory holds one chunk whatever the file size
     chunk_rows: int = Field(default=250_000, ge=1)
+    parallel: ParallelSettings = ParallelSettings()  # where chunks are scored: same engines as train.parallel
+
+
+class MonitorSettings(Section):
+    """When a scored batch, its late labels or served traffic raise the `mlops.model.drift` alarm."""
+
+    drift_share: float = Field(default=0.5, gt=0, le=1, description="alarm above this share of drifted columns")
+    max_metric_drop: float = Field(default=0.05, ge=0, description="alarm when a realized metric is worse by more")
+    cooldown_hours: float = Field(default=24.0, ge=0, description="one alarm event per model within this window")
 
 
 class Settings(Section):
@@ -142,6 +153,7 @@ class Settings(Section):
     package: PackageSettings
     serve: ServeSettings
     batch: BatchSettings = BatchSettings()
+    monitor: MonitorSettings = MonitorSettings()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

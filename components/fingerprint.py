@@ -23,7 +23,16 @@ from components import vocabulary as v
 
 # Params that never change what a run registers: where fits run, where a server listens, and the
 # paths of the data and the contract (their content is hashed instead: moving a file changes nothing).
-RUNTIME_ONLY = ("train.parallel", "serve.host", "serve.port", "data.path", "validate.contract", "batch")
+RUNTIME_ONLY = (
+    "train.parallel",
+    "serve.host",
+    "serve.port",
+    "data.path",
+    "validate.contract",
+    "batch",
+    "monitor",
+    "serve.monitor_sample",
+)
 
 
 def file_md5(path: str | Path) -> str:

@@ -7,8 +7,6 @@ choose the same model. Each fit is cached on the content hashes DVC uses (``flow
 
 from __future__ import annotations
 
-import contextlib
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,6 +17,7 @@ from prefect import task
 
 from components.config import ConfigError, ParallelSettings, Settings
 from components.evaluation.metrics import EvalResult, choose_best
+from components.local_cluster import BackgroundCluster
 from components.model.trained import TrainedModel
 from components.training.search import CandidateOutcome
 from flows.prefect_cache import TrainedResultSerializer, key_from_task_parameters
@@ -26,6 +25,7 @@ from flows.prefect_cache import TrainedResultSerializer, key_from_task_parameter
 
 @task(
     name="fit-candidate",
+    task_run_name="fit {name}",  # a search trial's fit is named in _fit_batch; neither name is in the cache key
     cache_key_fn=key_from_task_parameters,
     persist_result=True,
     result_serializer=TrainedResultSerializer(),
@@ -44,20 +44,15 @@ def fit_task(name: str, spec: dict[str, Any], train_frame, val_frame, target: st
 class FitEngine:
     """Where fits run: one at a time in this process (``local``), or on a Dask cluster (``dask``).
 
-    A LocalCluster is started as soon as the engine is made, in a background thread, and its workers
-    import the training stack while the flow validates the data; ``close`` stops it, also in the
-    background when asked to. With ``address`` the fits go to an existing scheduler, whose workers
-    and lifetime are the user's.
+    A LocalCluster (``components.local_cluster``) is started as soon as the engine is made, in a
+    background thread, and its workers import the training stack while the flow validates the data;
+    ``close`` stops it, also in the background when asked to. With ``address`` the fits go to an
+    existing scheduler, whose workers and lifetime are the user's.
     """
 
     def __init__(self, parallel: ParallelSettings) -> None:
         self.parallel = parallel
-        self._cluster: Any = None
-        self._error: BaseException | None = None
-        self._saved_env: dict[str, str | None] = {}
-        self._ready = threading.Event()  # the cluster is up (or failed to start)
-        self._starting: threading.Thread | None = None
-        self._closing: threading.Thread | None = None
+        self.local: BackgroundCluster | None = None
         if parallel.engine == "dask" and parallel.address and _api_url() is None:
             raise ConfigError(
                 "train.parallel.address: workers of an existing Dask cluster report to the Prefect API, "
@@ -67,47 +62,8 @@ class FitEngine:
             # Workers report to this run's API, also when it is the temporary local one (otherwise
             # every worker would start a temporary API of its own).
             api_url = _api_url() or _ephemeral_api_url()
-            self._starting = threading.Thread(target=self._start, args=(api_url,), name="dask-cluster", daemon=True)
-            self._starting.start()
-
-    def _start(self, api_url: str) -> None:
-        import dask
-        from distributed import Client, LocalCluster
-
-        try:
-            # Dask's nannies give workers MALLOC_TRIM_THRESHOLD_=65536 so that long-lived workers hand
-            # memory back to the OS. It also pins glibc's mmap threshold, so every large numpy buffer
-            # is mapped and unmapped afresh, and a worker's HGB fit costs most of its CPU time again
-            # (benchmarks/RESULTS.md, parallel). This cluster lives for one training phase: left out.
-            with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
-                keys = set(dask.config.get("distributed.nanny.pre-spawn-environ")) | {"PYTHONHASHSEED"}
-                self._saved_env = {k: os.environ.get(k) for k in keys}
-                self._cluster = LocalCluster(
-                    n_workers=self.parallel.n_workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    host="127.0.0.1",
-                    dashboard_address=None,
-                    env={"PREFECT_API_URL": api_url},
-                )
-            # Nannies copy their pre-spawn variables (OMP_NUM_THREADS=1, ...) into the process that
-            # starts them; this flow's later steps must not run single-threaded because of it.
-            self._restore_env()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the flow by runner()
-            self._error = exc
-            return
-        finally:
-            self._ready.set()
-        # Fits submitted meanwhile wait for these imports on their worker, as they would for their own.
-        with contextlib.suppress(Exception), Client(self._cluster) as client:
-            client.run(_warm_worker)
-
-    def _restore_env(self) -> None:
-        for name, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+            self.local = BackgroundCluster(parallel.n_workers, env={"PREFECT_API_URL": api_url}, warm=_warm_worker,
+                                           what="train.parallel")  # fmt: skip
 
     def runner(self):
         """A Prefect task runner on this engine (waits for the local cluster to be up)."""
@@ -119,29 +75,16 @@ class FitEngine:
 
         if self.parallel.address:
             return DaskTaskRunner(address=self.parallel.address)
-        self._ready.wait()
-        if self._error is not None or self._cluster is None:
-            raise RuntimeError(f"train.parallel: the local Dask cluster did not start: {self._error}") from self._error
-        return DaskTaskRunner(address=self._cluster.scheduler_address)
+        assert self.local is not None
+        return DaskTaskRunner(address=self.local.address())
 
     def close(self, wait: bool = True) -> None:
         """Stop the cluster this engine started (if any), in the background unless ``wait``.
 
         This process's environment is left as it was before the cluster started.
         """
-        if self._closing is None and self._starting is not None:
-            self._closing = threading.Thread(target=self._stop, name="dask-cluster-close", daemon=True)
-            self._closing.start()
-        if wait and self._closing is not None:
-            self._closing.join()
-
-    def _stop(self) -> None:
-        assert self._starting is not None
-        self._starting.join()
-        if self._cluster is not None:
-            self._cluster.close()
-            self._cluster = None
-        self._restore_env()
+        if self.local is not None:
+            self.local.close(wait=wait)
 
     def __enter__(self) -> FitEngine:
         return self
@@ -208,11 +151,25 @@ def _fit_task(root: Path, force: bool):
     return fit_task.with_options(**options)
 
 
-def _fit_batch(runner, task_, name: str, common: dict[str, Any], fits: _FitLog):
-    """``fit_batch`` for ``choose_candidate``: every spec a ``fit-candidate`` task on ``runner``."""
+def _fit_batch(runner, task_, name: str, common: dict[str, Any], fits: _FitLog, search: bool = False):
+    """``fit_batch`` for ``choose_candidate``: every spec a ``fit-candidate`` task on ``runner``.
+
+    With ``search`` every spec is a trial, asked and fitted in order: its run is named
+    ``fit <name> · trial <n>``, numbered as Optuna and the MLflow trial runs number it.
+    """
+    asked = 0
+
+    def named(number: int):
+        label = f"fit {name} · trial {number}".replace("{", "{{").replace("}", "}}")  # a literal, not a template
+        return task_.with_options(task_run_name=label)
 
     def fit_batch(specs: list[dict[str, Any]]) -> list[Any]:
-        futures = [runner.submit(task_, {"name": name, "spec": spec, **common}) for spec in specs]
+        nonlocal asked
+        tasks = [named(asked + i) if search else task_ for i in range(len(specs))]
+        asked += len(specs)
+        futures = [
+            runner.submit(t, {"name": name, "spec": spec, **common}) for t, spec in zip(tasks, specs, strict=True)
+        ]
         outcomes = []
         for future in futures:
             future.wait()
@@ -266,7 +223,9 @@ def train_and_choose(settings: Settings, root: Path, splits, logger, force: bool
                     batch_size=tr.search.batch_size,
                     seed=tr.search.seed,
                     primary_metric=ev.primary_metric,
-                    fit_batch=_fit_batch(runner, task_, name, common, fits),
+                    fit_batch=_fit_batch(
+                        runner, task_, name, common, fits, search=bool(spec.get("search")) and tr.search.n_trials > 0
+                    ),
                 )
 
             # One thread per candidate only submits and waits: the runner decides how many fits run at once.

@@ -3,6 +3,11 @@
 find data → fingerprint it (dataset md5, relevant params hash, code hash) → compare with the
 champion → either skip and say why, or version the data with DVC, run `training-pipeline` as a
 subflow and record the fingerprint on the new model version.
+
+Started by a `mlops.model.drift` event (the deployment trigger in prefect.yaml passes the alarm's
+batch as ``drift_batch``), the data is the champion's training data plus the labelled rows of that
+batch when `mlops monitor --labels` kept some (``monitoring/labelled/<batch md5>.parquet``),
+otherwise the current data; the summary says which, and the normal gate decides.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from components import fingerprint as fp
 from components import vocabulary as v
 from components.config import load_settings
 from components.data import dataset as data_mod
+from components.monitoring.retraining_data import TAG_LABELLED_BATCHES
 from components.release.lineage import git_commit
 from flows import steps
 from flows.runtime import load_secret_env, prepare_environment, redact
@@ -104,6 +110,14 @@ def find_data_task(incoming: Path | None, dataset: Path, stage_dir: Path) -> tup
     return data_mod.ingest(str(newest), stage_dir / dataset.name), newest
 
 
+@task(name="drift-data", timeout_seconds=900)
+def drift_data_task(root: Path, drift_batch: str, champion: dict[str, Any] | None, dataset: Path,
+                    stage_dir: Path) -> dict[str, Any]:  # fmt: skip
+    from components.monitoring.retraining_data import drift_training_data
+
+    return drift_training_data(root, drift_batch, champion, dataset, stage_dir)
+
+
 @task(name="fingerprint-inputs", timeout_seconds=300)
 def fingerprint_task(params: dict[str, Any], root: Path, staged: Path) -> fp.Inputs:
     return current_inputs(params, root, staged)
@@ -169,7 +183,12 @@ def render_markdown(r: dict[str, Any]) -> str:
         "|---|---|---|",
     ]
     lines += [f"| {k} | `{v}` | `{recorded[k] or '-'}` |" for k, v in r["inputs"].items()]
-    lines += ["", f"- data source: `{r['source']}`"]
+    lines += [""]
+    if r.get("trigger"):
+        lines.append(f"- trigger: {r['trigger']}")
+    lines.append(f"- data source: `{r['source']}`")
+    if r.get("trained_on"):
+        lines.append(f"- trains on: {r['trained_on']}")
     dvc = r.get("dvc")
     if dvc:
         text = (
@@ -199,12 +218,16 @@ def retraining(
     commit_data: bool = False,
     overrides: list[str] | None = None,
     secrets: dict[str, str] | None = None,
+    drift_batch: str | None = None,
+    drift_model: str | None = None,
 ) -> dict[str, Any]:
     """Retrain when new data, changed params or changed code call for it; otherwise skip and say why.
 
     ``incoming_dir`` (relative to the project) holds new CSV/Parquet files, newest wins; without
     one the current ``data.path`` is checked. ``secrets`` maps environment variables to Prefect
-    Secret block names, loaded only where the variable is unset.
+    Secret block names, loaded only where the variable is unset. ``drift_batch`` (the batch of a
+    `mlops.model.drift` alarm: a path, an md5, several joined by commas) trains on the champion's
+    data plus that batch's labelled rows when there are some; ``drift_model`` is the alarm's model.
     """
     logger = get_run_logger()
     root = Path(params_path).resolve().parent
@@ -226,15 +249,35 @@ def retraining(
         "aliases": [],
         "dvc": None,
     }
+    if drift_batch is not None:
+        result["trigger"] = f"mlops.model.drift of {drift_model or name}, batch {drift_batch or '(none named)'}"
+        logger.info("started by %s", result["trigger"])
+    if drift_model and drift_model != name:  # a trigger matching every model's events: not this one's
+        reason = f"the drift alarm is about model {drift_model}; this deployment retrains {name}"
+        logger.info("retraining skipped: %s", reason)
+        result |= {"action": "skip", "reason": reason, "source": str(settings.data.path), "inputs": {},
+                   "champion": None, "adopted": None}  # fmt: skip
+        result["markdown"] = redact(render_markdown(result))
+        create_markdown_artifact(result["markdown"], key="retraining-summary", description="retraining: what and why")
+        return result
     with tempfile.TemporaryDirectory(prefix="retraining-") as stage:
-        staged, source = find_data_task(incoming, dataset, Path(stage))
-        inputs = fingerprint_task(params, root, staged)
         champion, versions = read_registry_task(root, name, settings.promote.alias)
+        drift = drift_data_task(root, drift_batch, champion, dataset, Path(stage)) if drift_batch is not None else None
+        if drift and drift["staged"] is not None:
+            staged, source = drift["staged"], drift["staged"]
+            shown = f"{settings.data.path} (the champion's data plus labelled rows)"
+        else:
+            staged, source = find_data_task(incoming, dataset, Path(stage))
+            shown = str(source or settings.data.path)
+        if drift is not None:
+            result["trained_on"] = drift["note"]
+            logger.info("trains on %s", drift["note"])
+        inputs = fingerprint_task(params, root, staged)
         decision = fp.decide(inputs, champion, versions, git_commit(root))
         result |= {
             "action": "train" if decision.retrain else "skip",
             "reason": decision.reason,
-            "source": str(source or settings.data.path),
+            "source": shown,
             "inputs": inputs.as_dict(),
             "champion": champion,
             "adopted": decision.adopt,
@@ -251,7 +294,11 @@ def retraining(
             result["dvc"] = dvc
             summary = training_pipeline(params_path=params_path, overrides=overrides)
             version = str(summary["version"])
-            record_task(root, name, version, inputs.tags() | {"retraining.reason": decision.reason[:500]})
+            tags = inputs.tags() | {"retraining.reason": decision.reason[:500]}
+            if drift is not None:
+                tags |= {"retraining.trigger": result["trigger"][:500], "retraining.data": drift["note"][:500]}
+                tags |= {TAG_LABELLED_BATCHES: ",".join(drift["md5s"])} if drift["md5s"] else {}
+            record_task(root, name, version, tags)
             result |= {
                 "version": version,
                 "aliases": list(summary.get("aliases") or []),

@@ -82,6 +82,16 @@ FAST = [
     "train.candidates.hgb.max_iter=60",
     "promote.n_resamples=200",
 ]
+# FAST with logreg and hgb only: for tests of what comes after choosing (scoring, monitoring).
+TWO_CANDIDATES = [*FAST, "train.candidates.rf.enabled=false", "train.candidates.lgbm.enabled=false",
+                  "train.candidates.mlp.enabled=false"]  # fmt: skip
+
+
+def cli(*argv) -> int:
+    """`mlops` in this process (its exit code), arguments as strings."""
+    from flows.cli.main import main
+
+    return main([str(a) for a in argv])
 
 
 def pytest_sessionfinish(session, exitstatus):

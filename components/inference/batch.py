@@ -1,14 +1,19 @@
 """Scoring a batch file with one model version, a chunk at a time, and writing what was scored.
 
 ``score_batch`` reads the batch in chunks (Parquet record batches, CSV ``chunksize``), so memory
-holds one chunk, the drift sample and running totals whatever the file size. Each chunk is
-normalised and validated (``components.inference.validation``), its kept rows are scored and
-appended to a Parquet file. Nothing is published until the whole batch passed: a blocking
-failure leaves no predictions, only the validation report and a metadata file saying why.
+holds a few chunks, the drift sample and running totals whatever the file size. Each chunk is
+normalised and validated (``components.inference.validation``) in this process and in order;
+its kept rows are scored where ``batch.parallel`` says (here, or on Dask workers:
+``components.inference.parallel_scoring``), appended in order to a Parquet file, and offered
+with their predictions to a bounded sample for the drift report
+(``components.monitoring.batch_monitor``). Nothing is published until the whole batch passed: a
+blocking failure leaves no predictions, only the validation report, what the drift report can
+say of the rows scored before, and a metadata file saying why.
 
 Every prediction carries a stable ``inference_id`` (:func:`inference_ids`). Outputs are named
-after the batch, its md5 and the time, and a name is claimed atomically, so a new batch (or the
-same batch again) never overwrites an earlier one.
+after the batch, its md5 and the time, and a name is claimed atomically
+(``components.inference.batch_output``), so a new batch (or the same batch again) never
+overwrites an earlier one.
 """
 
 from __future__ import annotations
@@ -16,27 +21,33 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import re
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from components.config import ParallelSettings
 from components.data.contract import Contract, DataReadError
 from components.data.dataset import file_md5
 from components.data.reading import normalise
+from components.inference.batch_output import PredictionWriter, claim_outputs
 from components.inference.validation import BatchChecks, prepare_chunk
 from components.model import tasks
+from components.monitoring.batch_monitor import RowSample, batch_drift_report, prediction_column
+from components.monitoring.drift_report import MAX_ROWS as DRIFT_SAMPLE_ROWS
 from components.validation.report import DataRejectedError
-from components.validation.report_html import write_report
+from components.validation.report_html import report_header, write_report
+
+if TYPE_CHECKING:
+    from components.inference.parallel_scoring import ScoringCluster
 
 DEFAULT_CHUNK_ROWS = 250_000  # each chunk pays ~0.5 s of fixed GX cost: much smaller chunks cost more than they save
 ID_COLUMNS = ["inference_id", "batch_row", "model_version", "model_uri"]
@@ -113,58 +124,6 @@ def read_chunks(path: Path, contract: Contract, chunk_rows: int) -> Iterator[pd.
         raise DataReadError(f"{path}: malformed CSV: {err}") from None
 
 
-def claim_outputs(out_dir: Path, data_path: Path, md5: str, now: datetime | None = None) -> Path:
-    """A fresh base path ``out_dir/<batch>-<md5[:12]>-<UTC time>[-n]`` for this scoring's files.
-
-    Creating ``<base>.validation/`` claims the name atomically (two scorings in the same second get
-    ``-1``, ``-2``); a name whose predictions or metadata already exist is never reused.
-    """
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", data_path.stem).strip("-") or "batch"  # no dots: suffixes follow
-    stamp = f"{(now or datetime.now(UTC)):%Y%m%dT%H%M%SZ}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for n in range(1000):
-        base = out_dir / (f"{stem}-{md5[:12]}-{stamp}" + (f"-{n}" if n else ""))
-        if base.with_suffix(".parquet").exists() or base.with_suffix(".json").exists():
-            continue
-        try:
-            base.with_suffix(".validation").mkdir()
-        except FileExistsError:
-            continue
-        return base
-    raise FileExistsError(f"{out_dir}: no free output name for {data_path.name} at {stamp}")
-
-
-class PredictionWriter:
-    """Appends scored chunks to ``<base>.parquet.partial``; :meth:`commit` publishes it, :meth:`abort` drops it."""
-
-    def __init__(self, base: Path, columns: list[str]) -> None:
-        self.path, self.partial = base.with_suffix(".parquet"), base.with_suffix(".parquet.partial")
-        self.columns, self.rows = columns, 0
-        self._writer: pq.ParquetWriter | None = None
-
-    def write(self, frame: pd.DataFrame) -> None:
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        if self._writer is None:
-            self._writer = pq.ParquetWriter(self.partial, table.schema)
-        self._writer.write_table(table.cast(self._writer.schema))  # a chunk's nulls may infer another type
-        self.rows += len(frame)
-
-    def commit(self) -> Path:
-        if self._writer is None:  # nothing scored (every row quarantined): an empty file with the columns
-            pq.write_table(pa.Table.from_pandas(pd.DataFrame(columns=self.columns), preserve_index=False), self.partial)
-        else:
-            self._writer.close()
-        if self.path.exists():
-            raise FileExistsError(f"{self.path}: predictions already exist; refusing to overwrite them")
-        os.replace(self.partial, self.path)
-        return self.path
-
-    def abort(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        self.partial.unlink(missing_ok=True)
-
-
 @contextmanager
 def timed(timings: dict[str, float], phase: str) -> Iterator[None]:
     start = time.perf_counter()
@@ -174,15 +133,40 @@ def timed(timings: dict[str, float], phase: str) -> Iterator[None]:
         timings[phase] = timings.get(phase, 0.0) + time.perf_counter() - start
 
 
-def drift_summary(drift: dict | None, note: str) -> dict[str, Any]:
-    """What the metadata says about drift: the reference, the verdict, the share and per-column statistics."""
-    if drift is None:
-        return {"reference": None, "verdict": f"skipped: {note}"}
-    columns, drifted = drift["columns"], drift["drifted"]
-    share = len(drifted) / len(columns) if columns else 0.0
-    verdict = f"drift in {len(drifted)} of {len(columns)} columns ({', '.join(drifted)})" if drifted else "no drift"
-    return {"reference": note, "verdict": verdict, "drifted": drifted, "share": round(share, 4),
-            "n_reference": drift["n_reference"], "columns": drift["columns"]}  # fmt: skip
+class ValidatedChunks:
+    """The batch's chunks, read and validated in order in this process; iterating yields each chunk's kept rows.
+
+    Rows are indexed by their position in the batch. Every chunk yielded is also kept in
+    :attr:`kept` until its scored rows come back (in the same order) and it is popped. A chunk
+    with a blocking failure ends the iteration: nothing after it is read or scored.
+    """
+
+    def __init__(self, path: Path, checks: BatchChecks, chunk_rows: int, timings: dict[str, float]) -> None:
+        self.path, self.checks, self.chunk_rows, self.timings = path, checks, chunk_rows, timings
+        self.n_read, self.failures = 0, []
+        self.kept: deque[pd.DataFrame] = deque()
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        chunks = iter(read_chunks(self.path, self.checks.contract, self.chunk_rows))
+        while True:
+            with timed(self.timings, "read"):
+                raw = next(chunks, None)
+            if raw is None:
+                return
+            with timed(self.timings, "validate"):
+                raw.index = pd.RangeIndex(self.n_read, self.n_read + len(raw))  # batch row positions, for ids
+                frame = normalise(prepare_chunk(raw, self.checks.contract), self.checks.contract)
+                kept, self.failures = self.checks.check(frame)
+            self.n_read += len(raw)
+            if self.failures:
+                return  # the batch is rejected: read and score no further
+            if len(kept):
+                self.kept.append(kept)
+                yield kept
+
+    def inside(self) -> float:
+        """Seconds spent so far reading and validating (timed here, while a caller waits on the iteration)."""
+        return self.timings.get("read", 0.0) + self.timings.get("validate", 0.0)
 
 
 def score_batch(
@@ -197,14 +181,29 @@ def score_batch(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     context: dict[str, Any] | None = None,
     timings: dict[str, float] | None = None,
+    drift_share: float = 0.5,
+    drift_rows: int = DRIFT_SAMPLE_ROWS,
+    parallel: ParallelSettings | None = None,
+    cluster: ScoringCluster | None = None,
 ) -> dict[str, Any]:
     """Validate and score ``data_path`` chunk by chunk; return the metadata written beside the predictions.
 
     ``model`` needs ``version``, ``uri``, ``task`` and ``classes`` (name and the rest are recorded
-    as given); ``context`` is recorded too (where the contract came from, ...). Raises
-    ``DataRejectedError`` (after writing the report and the metadata, and no predictions) when a
-    blocking rule fails, ``DataReadError`` when the file cannot be read as the contract says.
+    as given); ``context`` is recorded too (where the contract came from, ...). ``reference`` (the
+    version's training data) is what drift is measured against: ``<base>.drift.html`` and
+    ``.drift.json`` compare a seeded sample of ``drift_rows`` scored rows with it; the dataset
+    drifted when more than ``drift_share`` of the columns did. The returned metadata also holds
+    the whole report under ``drift_report`` (None when skipped). Raises ``DataRejectedError``
+    (after writing the reports and the metadata, and no predictions) when a blocking rule fails,
+    ``DataReadError`` when the file cannot be read as the contract says.
+
+    ``parallel`` (``batch.parallel``; default local) says where the chunks are scored, ``cluster``
+    a started ``ScoringCluster`` of it to use (else a Dask engine starts one for this batch). The
+    predictions are the same on every engine; reading, validation, the drift sample and writing
+    stay in this process, in the batch's order.
     """
+    from components.inference.parallel_scoring import ChunkScorer, map_chunks, where_scored
+
     path, out_dir, timings = Path(data_path), Path(out_dir), dict(timings or {})
     if not path.is_file():
         raise DataReadError(f"{path}: file not found")
@@ -214,31 +213,37 @@ def score_batch(
     report_dir = base.with_suffix(".validation")
     checks = BatchChecks(contract, reference, report_dir / "quarantine.csv")
     writer = PredictionWriter(base, ID_COLUMNS + prediction_columns(model["task"], model.get("classes") or []))
-    n_read, failures, chunks = 0, [], iter(read_chunks(path, contract, chunk_rows))
+    sample, answer = RowSample(drift_rows), prediction_column(model["task"])
+    parallel = parallel or ParallelSettings()
+    validated = ValidatedChunks(path, checks, chunk_rows, timings)
+    uri, version, keys = str(model["uri"]), str(model["version"]), tuple(contract.keys)
+    if parallel.engine == "dask":  # workers load the version by URI from this process's MLflow store
+        scorer = ChunkScorer.for_model(uri, version, model["task"], md5, keys, predict=predict)
+    else:
+        scorer = ChunkScorer(uri, version, model["task"], md5, keys, predict=predict)
     try:
-        while True:
-            with timed(timings, "read"):
-                raw = next(chunks, None)
-            if raw is None:
-                break
-            with timed(timings, "validate"):
-                raw.index = pd.RangeIndex(n_read, n_read + len(raw))  # batch row positions, for ids and lineage
-                frame = normalise(prepare_chunk(raw, checks.contract), checks.contract)
-                kept, failures = checks.check(frame)
-            n_read += len(raw)
-            if failures:
-                break  # the batch is rejected: read and score no further
-            if len(kept):
-                with timed(timings, "score"):
-                    ids = inference_ids(kept, contract.keys, md5)
-                    scored = score_chunk(predict, kept, ids, str(model["version"]), str(model["uri"]))
+        with contextlib.closing(map_chunks(scorer, iter(validated), parallel, cluster=cluster)) as results:
+            while True:
+                start, inside = time.perf_counter(), validated.inside()
+                scored = next(results, None)  # reads and validates the next chunks, then waits for this one
+                timings["score"] = (timings.get("score", 0.0) + time.perf_counter() - start
+                                    - (validated.inside() - inside))  # fmt: skip
+                if scored is None:
+                    break
+                kept = validated.kept.popleft()
+                with timed(timings, "drift_sample"):
+                    sample.add(kept.drop(columns=[contract.target]), scored[answer])
                 with timed(timings, "write"):
                     writer.write(scored)
+        n_read, failures = validated.n_read, validated.failures
         if n_read == 0:
             raise DataReadError(f"{path}: header only, no data rows")
-        with timed(timings, "batch_checks_and_drift"):
-            report = checks.report(stopped_early=bool(failures))
-            html = write_report(report, report_dir, title=f"Validation of batch {path.name}")
+        with timed(timings, "batch_checks"):
+            report = checks.report(stopped_early=bool(failures), sample=sample.rows)
+            header = report_header(dataset=path.resolve(), md5=md5, contract=contract.name,
+                                   contract_source=(context or {}).get("contract", {}).get("source"),
+                                   drift_reference=reference_note)  # fmt: skip
+            html = write_report(report, report_dir, title=f"Validation of batch {path.name}", header=header)
         if report.success:
             with timed(timings, "write"):
                 predictions = writer.commit()
@@ -249,10 +254,17 @@ def score_batch(
         with contextlib.suppress(OSError):  # the claimed folder, if nothing was written in it
             report_dir.rmdir()
         raise
+    batch = {"path": str(path.resolve()), "md5": md5, "chunk_rows": chunk_rows, "parallel": where_scored(parallel)}
+    rejected = None if report.success else "; ".join(r.describe() for r in report.failures())[:500] or "failed"
+    with timed(timings, "drift"):
+        drift, drift_section = batch_drift_report(base, sample=sample, reference=reference,
+                                                  reference_note=reference_note, contract=contract, predict=predict,
+                                                  model=model, batch=batch, drift_share=drift_share,
+                                                  rejected=rejected, cache=out_dir / ".cache")  # fmt: skip
     metadata = {
         "status": "scored" if report.success else "rejected",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "batch": {"path": str(path.resolve()), "md5": md5, "chunk_rows": chunk_rows},
+        "batch": batch,
         "model": model,
         **(context or {}),
         "predictions": str(predictions) if report.success else None,
@@ -264,11 +276,11 @@ def score_batch(
             "failures": [r.describe() for r in report.failures()],
             "warnings": [r.describe() for r in report.warnings()],
         },
-        "drift": drift_summary(report.drift, reference_note if not failures else "a chunk was rejected first"),
+        "drift": drift_section,
         "timings": {k: round(x, 3) for k, x in timings.items()},
     }
     with open(base.with_suffix(".json"), "x", encoding="utf-8") as handle:  # "x": never overwrite
         json.dump(metadata, handle, indent=2, default=str)
     if not report.success:
         raise DataRejectedError(report, html)
-    return metadata | {"metadata_path": str(base.with_suffix(".json"))}
+    return metadata | {"metadata_path": str(base.with_suffix(".json")), "drift_report": drift}

@@ -4,8 +4,9 @@ Training validates a whole frame; a batch to score can be bigger than memory, so
 chunks and each chunk goes through the same ``validate_frame`` (GX value rules, quarantine) with
 the rules that only make sense over the whole batch taken out of the per-chunk contract. Those
 are decided once from running totals at the end: the share of quarantined rows, null fractions,
-constant columns, keys unique across chunks, and drift (on a bounded uniform sample of the kept
-rows, against the champion's training data).
+constant columns, keys unique across chunks, and the contract's drift rule (on the bounded uniform
+sample of the scored rows that ``score_batch`` keeps for monitoring, against the champion's training
+data).
 
 The target is not required: labels arrive later. So the contract a batch meets
 (:func:`scoring_contract`) keeps every feature rule but turns the target into an optional
@@ -29,7 +30,6 @@ from components.validation.report import PARTIAL_EXAMPLES, RuleResult, Validatio
 from components.validation.validate import _drift_results, validate_frame
 
 NULL_FRACTION_EXPECTATION = "expect_column_proportion_of_non_null_values_to_be_between"
-DRIFT_SAMPLE_ROWS = 100_000  # a uniform sample this big tells PSI and KS what the whole batch would
 
 
 def scoring_contract(contract: Contract) -> Contract:
@@ -82,12 +82,11 @@ def _merge(results: list[RuleResult], n_rows: int) -> list[RuleResult]:
 class BatchChecks:
     """Running validation of one batch: :meth:`check` each chunk, then :meth:`report` once.
 
-    ``reference`` (the champion's training data, or None to skip drift) is compared with a
-    uniform sample of the kept rows of every chunk (seeded, so a batch always gets the same verdict).
+    ``reference`` (the champion's training data, or None to skip drift) is compared with the
+    sample of kept rows given to :meth:`report` (seeded, so a batch always gets the same verdict).
     """
 
-    def __init__(self, contract: Contract, reference: pd.DataFrame | None, quarantine_path: Path, *,
-                 drift_rows: int = DRIFT_SAMPLE_ROWS) -> None:  # fmt: skip
+    def __init__(self, contract: Contract, reference: pd.DataFrame | None, quarantine_path: Path) -> None:
         self.contract = scoring_contract(contract)
         self._chunk_contract = chunk_contract(self.contract)
         self.reference = None if reference is None else reference.drop(columns=[contract.target], errors="ignore")
@@ -98,8 +97,7 @@ class BatchChecks:
         self._first: dict[str, Any] = {}  # not_constant: a column's first value, until one differs
         self._varies = {c.name: False for c in self.contract.columns if c.not_constant}
         self._key_hashes: list[np.ndarray] = []
-        self._sample, self._sample_keys = None, np.empty(0)
-        self._rng, self._drift_rows = np.random.default_rng(0), drift_rows
+        self._rejected_rows: pd.DataFrame | None = None  # the kept rows of the chunk that stopped the batch
 
     def check(self, chunk: pd.DataFrame) -> tuple[pd.DataFrame, list[RuleResult]]:
         """Validate one normalised chunk (from :func:`prepare_chunk`); return its kept rows and its
@@ -110,8 +108,10 @@ class BatchChecks:
         self.n_rows += len(chunk)
         self._append_quarantine(part, report.n_quarantined)
         self._totals(chunk)
-        self._add_sample(kept)
-        return kept, [r for r in report.failures() if r.column != self.contract.target]
+        failures = [r for r in report.failures() if r.column != self.contract.target]
+        if failures:  # never scored, so not in the caller's sample: a rejected report still shows their drift
+            self._rejected_rows = kept
+        return kept, failures
 
     def _append_quarantine(self, part: Path, n: int) -> None:
         if n:
@@ -135,22 +135,6 @@ class BatchChecks:
         if keys and set(keys) <= set(chunk.columns):
             self._key_hashes.append(pd.util.hash_pandas_object(chunk[keys], index=False).to_numpy())
 
-    def _add_sample(self, kept: pd.DataFrame) -> None:
-        """Keep the rows with the smallest random keys seen so far: a uniform sample of every kept row."""
-        if self.reference is None or not len(kept):
-            return
-        rows = kept.drop(columns=[self.contract.target])
-        keys = self._rng.random(len(rows))
-        if len(rows) > self._drift_rows:  # only a chunk's smallest keys can make the sample: copy no more
-            first = np.sort(np.argpartition(keys, self._drift_rows)[: self._drift_rows])
-            rows, keys = rows.iloc[first], keys[first]
-        pool = rows if self._sample is None else pd.concat([self._sample, rows])
-        pool_keys = np.concatenate([self._sample_keys, keys])
-        if len(pool) > self._drift_rows:
-            keep = np.sort(np.argpartition(pool_keys, self._drift_rows)[: self._drift_rows])
-            pool, pool_keys = pool.iloc[keep], pool_keys[keep]
-        self._sample, self._sample_keys = pool, pool_keys
-
     def _batch_results(self) -> list[RuleResult]:
         """The rules decided over the whole batch, in the forms ``validate_frame`` reports them."""
         out = []
@@ -159,7 +143,8 @@ class BatchChecks:
             share = 1 - nulls / max(self.n_rows, 1)
             out.append(RuleResult("null_fraction", name, NULL_FRACTION_EXPECTATION, rule.severity_of("null_fraction"),
                                   share >= round(1 - rule.max_null_fraction, 12), jsonable(share), nulls,
-                                  100.0 * nulls / max(self.n_rows, 1)))  # fmt: skip
+                                  100.0 * nulls / max(self.n_rows, 1),
+                                  expected={"min_non_null_share": round(1 - rule.max_null_fraction, 12)}))  # fmt: skip
         for name, varies in self._varies.items():
             if name in self._first and self.n_rows > 1:
                 observed = "varies" if varies else f"every value is {self._first[name]!r}"
@@ -182,10 +167,12 @@ class BatchChecks:
             out.append(r)
         return out
 
-    def report(self, *, stopped_early: bool = False) -> ValidationReport:
+    def report(self, *, stopped_early: bool = False, sample: pd.DataFrame | None = None) -> ValidationReport:
         """The batch's report: chunk results merged, then the batch-wide rules and drift.
 
-        ``stopped_early``: a chunk was rejected, so the rest was never read; only its results count.
+        ``stopped_early``: a chunk was rejected, so the rest was never read; only its results count
+        (drift too: ``sample`` plus the failing chunk's kept rows, which were never scored).
+        ``sample``: a uniform sample of the kept rows, for the contract's drift rule (None: no drift).
         """
         results = self._unique_keys(_merge(self._results, self.n_rows))
         results = [r for r in results if r.rule != "quarantine_share"]  # per chunk it was switched off
@@ -194,10 +181,15 @@ class BatchChecks:
         if not stopped_early:
             results += self._batch_results()
             results.append(quarantine_share_result(fraction, self.n_quarantined, self.contract))
-            if self._sample is not None:
-                drift = drift_report(self.reference, self._sample, self.contract)
-                drift["n_current"] = self.n_rows - self.n_quarantined  # the sample stands for every kept row
-                results += _drift_results(drift, self.contract)
+        # Drift is reported on rejected batches too: over the rows read up to and including the failing chunk.
+        extra = self._rejected_rows if stopped_early else None
+        current = [f for f in (sample, extra) if f is not None and len(f)]
+        if self.reference is not None and current:
+            rows = pd.concat(current) if len(current) > 1 else current[0]
+            drift = drift_report(self.reference, rows.drop(columns=[self.contract.target], errors="ignore"),
+                                 self.contract)  # fmt: skip
+            drift["n_current"] = self.n_rows - self.n_quarantined  # the sample stands for every kept row
+            results += _drift_results(drift, self.contract)
         success = not stopped_early and not any(r.severity == "block" and not r.success for r in results)
         return ValidationReport(success, self.n_rows, self.n_quarantined, fraction, tuple(results), drift,
                                 self.contract.name)  # fmt: skip

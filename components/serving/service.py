@@ -4,8 +4,9 @@ This file is copied into each bento as ``service.py`` beside ``bento_config.json
 (model tag, lineage labels, request schema) and every other module of
 ``components/serving``, which it imports flat (top-level modules inside the bento):
 ``request_schema`` (request validation), ``micro_batching`` (``MicroBatcher``),
-``answers`` (the per-task answer: JSON writer, OpenAPI models) and ``gatekeeper`` (the ASGI
-middleware: API key, body limits, request metrics). The model is declared at class level so
+``answers`` (the per-task answer: JSON writer, OpenAPI models), ``gatekeeper`` (the ASGI
+middleware: API key, body limits, request metrics) and ``traffic_recorder`` (sampled requests and
+answers written for ``mlops monitor --served``). The model is declared at class level so
 the bento records exactly one model version.
 
 The answer follows the model's task (``bento_config.json`` ``task`` and ``classes``): a label
@@ -19,7 +20,9 @@ same code without pyfunc's per-call schema enforcement and without building resu
 infra validation compares the served answers with the real pyfunc.
 
 Environment (infrastructure only): ``MLOPS_API_KEY`` (required ``x-api-key`` header
-on every route except the health probes), ``MLOPS_SERVE_WORKERS`` (processes).
+on every route except the health probes), ``MLOPS_SERVE_WORKERS`` (processes),
+``MLOPS_MONITOR_SAMPLE`` (share of requests recorded, 0 = off), ``MLOPS_MONITOR_DIR`` and
+``MLOPS_MONITOR_MAX_MB`` (where, and how much): `mlops serve` sets them from params.yaml.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from gatekeeper import Gatekeeper, json_response, labelled
 from micro_batching import MicroBatcher
 from request_schema import RequestError, RequestValidator, frame_from_columns
 from starlette.responses import Response
+from traffic_recorder import recorder_from_env
 
 log = logging.getLogger("mlops.service")
 
@@ -202,6 +206,8 @@ class Classifier:
         self.predict_frame = fast_predictor(bentoml.mlflow.load_model(self.model_ref), TASK, CLASSES)
         self.batcher = MicroBatcher(self._predict_columns, max(MAX_BATCH, 256))
         self.write = AnswerWriter(TASK, CLASSES, self.version)
+        model = CONFIG["metadata"].get("registered_model") or CONFIG["service_name"]
+        self.recorder = recorder_from_env(model, self.version, BENTO_TAG)  # None: not recording
         # exported from the start (as 0), so a dashboard sees the series before the first answer
         labelled(self.metrics.values if TASK == REGRESSION else self.metrics.low_confidence, self.version)
         gc.collect()
@@ -231,6 +237,8 @@ class Classifier:
         if TASK != REGRESSION:
             answers = answers.tolist()  # once: counted and written as plain Python values
         self._count(answers, scores)
+        if self.recorder is not None:
+            self.recorder.offer(columns, answers)  # sampled; queued for a writer thread, never raises
         return Response(self.write(answers, scores), media_type="application/json")
 
     # The APIs return a ready Response (skips BentoML's per-response schema work); the

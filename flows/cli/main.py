@@ -169,12 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, metavar="NAME", help="list this registered model's versions")
     p.set_defaults(func=cmd_status)
 
-    from flows.cli import data, predict, registry, serve
+    from flows.cli import data, monitor, predict, registry, serve
 
     data.add_commands(sub)
     registry.add_commands(sub)
     serve.add_serve_command(sub)
     predict.add_parser(sub)
+    monitor.add_parser(sub)
     return parser
 
 

@@ -40,6 +40,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(f"predictions: {meta['predictions']}")
     print(f"metadata:    {meta['metadata_path']}")
     print(f"drift:       {drift['verdict']}" + (f" vs {drift['reference']}" if drift.get("reference") else ""))
+    if drift.get("report"):
+        print(f"drift report: {drift['report']['html']} (and .json; logged to MLflow {drift.get('mlflow', '-')})")
+    alarm = meta.get("alarm")
+    if alarm:
+        from components.monitoring.alarms import describe_sending
+
+        print(f"ALARM:       {alarm['reason']} ({describe_sending(alarm)})")
     return 0
 
 

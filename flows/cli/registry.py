@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flows.runtime import EXIT_NOTHING
+from flows.runtime import EXIT_CONFIG, EXIT_NOTHING
 
 
 def _root(args: argparse.Namespace) -> Path:
@@ -114,9 +114,40 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lineage_of_inference(args: argparse.Namespace) -> int:
+    """`lineage --inference-id`: every scoring holding the id (newest first), each with its version's chain."""
+    from components.inference.prediction_lookup import find_inference_id, prediction_files
+    from components.release import registry
+    from components.release.lineage_report import describe_inference
+
+    if args.model and resolve_model(args) is None:  # --model names no registered model: say which exist
+        return EXIT_NOTHING
+    registry.configure_tracking(_root(args))
+    # A folder typed on the command line is the shell's; the default is the one `mlops predict` writes to.
+    folder = Path(args.predictions).resolve() if args.predictions else _root(args) / "predictions"
+    matches = find_inference_id(args.inference_id, folder, model=args.model)
+    if not matches:
+        searched = f"{len(prediction_files(folder))} predictions files" if folder.is_dir() else "it does not exist"
+        model = f" of model '{args.model}'" if args.model else ""
+        print(f"error: no prediction{model} has inference_id '{args.inference_id}' in {folder} ({searched})",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_NOTHING
+    blocks = [describe_inference(m) for m in matches]
+    if len(blocks) > 1:
+        blocks = [f"scoring {i} of {len(blocks)}:\n{b}" for i, b in enumerate(blocks, start=1)]
+        print(f"inference_id '{args.inference_id}' was scored {len(blocks)} times (newest first)\n")
+    print("\n\n".join(blocks))
+    return 0
+
+
 def cmd_lineage(args: argparse.Namespace) -> int:
     from components.release.lineage_report import describe_lineage, find_version
 
+    if args.inference_id is not None:
+        return cmd_lineage_of_inference(args)
+    if args.predictions:
+        print("error: --predictions goes with --inference-id", file=sys.stderr)
+        return EXIT_CONFIG
     name = resolve_model(args)
     if name is None:
         return EXIT_NOTHING
@@ -142,10 +173,19 @@ def add_commands(sub) -> None:
     add_model_option(p)
     p.set_defaults(func=cmd_rollback)
 
-    p = sub.add_parser("lineage", help="bento → version → run → data → commit → params → validation → decision")
+    p = sub.add_parser(
+        "lineage", help="[inference id → batch →] bento → version → run → data → commit → params → decision"
+    )
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--alias")
     group.add_argument("--version")
     group.add_argument("--bento", help="an exact bento tag")
+    group.add_argument("--inference-id", metavar="ID", help="a scored row's id, as in the predictions files")
+    p.add_argument(
+        "--predictions",
+        metavar="DIR",
+        default=None,
+        help="with --inference-id: the folder `mlops predict` wrote to (default: predictions/ beside params.yaml)",
+    )
     add_model_option(p)
     p.set_defaults(func=cmd_lineage)

@@ -1,4 +1,8 @@
-"""`mlops serve`: serve the champion's exact bento (or a given exact tag) with `bentoml serve`."""
+"""`mlops serve`: serve the champion's exact bento (or a given exact tag) with `bentoml serve`.
+
+With ``serve.monitor_sample`` > 0 the service records that share of its requests and answers
+under ``monitoring/served/<model>/`` of the project, for `mlops monitor --served`.
+"""
 
 from __future__ import annotations
 
@@ -37,15 +41,24 @@ def serve_command(tag: str, host: str, port: int) -> list[str]:
     return [*bentoml_command(), "serve", tag, "--host", host, "--port", str(port)]
 
 
+def monitor_env(root: Path, sample: float) -> dict[str, str]:
+    """What the service reads to record traffic: the share sampled and the project's folder of sinks."""
+    from components.monitoring.served import served_root
+    from components.serving.traffic_recorder import ENV_DIR, ENV_SAMPLE
+
+    return {ENV_SAMPLE: repr(float(sample)), ENV_DIR: str(served_root(root).resolve())}
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from components.config import load_settings
     from components.dataset_settings import default_model_name
     from components.release import registry
 
     settings = load_settings(args.params)
-    tag = args.tag
+    root = Path(args.params).resolve().parent
+    tag, name = args.tag, args.model
     if tag is None:  # an exact --tag needs no registry, so the model name is resolved only here
-        registry.configure_tracking(Path(args.params).resolve().parent)
+        registry.configure_tracking(root)
         name = args.model or default_model_name(args.params)
         try:
             tag = champion_bento_tag(name, settings.promote.alias)
@@ -58,6 +71,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_CONFIG
     print(f"serving {tag} on http://{args.host or settings.serve.host}:{args.port or settings.serve.port}")
+    os.environ.update(monitor_env(root, settings.serve.monitor_sample))  # the server and its workers inherit it
+    if settings.serve.monitor_sample > 0:
+        from components.monitoring.served import served_root, served_sink
+
+        where = served_sink(root, name) if name else served_root(root) / "<model>"
+        print(f"recording {100 * settings.serve.monitor_sample:g}% of requests to {where} (serve.monitor_sample)")
     sys.stdout.flush()
     os.execvp(cmd[0], cmd)  # replaces this process; returns only in tests that stub it
     return 0

@@ -133,6 +133,15 @@ def stack(tmp_path_factory):
         **SECRETS,
     )
     project = copy_project(tmp / "project")
+    with deployed_with_worker(tmp, env, project, port) as started:
+        yield started
+
+
+@contextmanager
+def deployed_with_worker(tmp: Path, env: dict[str, str], project: Path, port: int):
+    """`prefect server start` on ``port``, the `local` process pool, `deploy --all` of ``project``, a
+    worker (one run at a time); yields the stack's facts and stops worker and server on exit."""
+    api = env["PREFECT_API_URL"]
     logs = {name: tmp / f"{name}.log" for name in ("server", "worker")}
     server_cmd = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     with background(server_cmd, env, tmp, logs["server"]) as server:

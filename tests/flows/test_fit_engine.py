@@ -77,6 +77,6 @@ def test_local_cluster_workers_and_this_process_environment(monkeypatch):
     finally:
         engine.close(wait=False)  # the flow goes on while the cluster stops
     engine.close()
-    assert engine._cluster is None and _environ() == before
+    assert engine.local.cluster is None and _environ() == before
     with pytest.raises(OSError), Client(address, timeout="2s"):
         pass

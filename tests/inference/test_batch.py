@@ -5,6 +5,7 @@ import dataclasses
 import json
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -107,14 +108,17 @@ def test_predictions_and_metadata_are_written_and_never_overwritten(tmp_path, tr
     first = score(path, contract, model, tmp_path / "out", reference=train, reference_note="v3's data")
     second = score(path, contract, model, tmp_path / "out")  # the same batch again, within the same second
     assert first["predictions"] != second["predictions"] and first["metadata_path"] != second["metadata_path"]
-    assert len(list((tmp_path / "out").glob("*.parquet"))) == len(list((tmp_path / "out").glob("*.json"))) == 2
+    metadata = [p for p in (tmp_path / "out").glob("*.json") if not p.name.endswith(".drift.json")]
+    assert len(list((tmp_path / "out").glob("*.parquet"))) == len(metadata) == 2
+    assert len(list((tmp_path / "out").glob("*.drift.json"))) == 1  # the second scoring had no reference
     with open(first["metadata_path"]) as handle:
         saved = json.load(handle)
     assert saved["status"] == "scored" and saved["batch"]["md5"][:12] in first["predictions"]
     assert saved["model"]["version"] == "3" and saved["rows"]["scored"] == 60
     assert saved["drift"]["reference"] == "v3's data" and "verdict" in saved["drift"]
+    assert saved["drift"]["report"]["json"] == first["metadata_path"].replace(".json", ".drift.json")
     assert {"read", "validate", "score", "write"} <= set(saved["timings"])
-    assert second["drift"]["verdict"].startswith("skipped")
+    assert second["drift"]["verdict"].startswith("skipped") and second["drift_report"] is None
     # a claimed name is never handed out again, even with the same batch, md5 and time
     now = datetime(2026, 12, 1, tzinfo=UTC)
     bases = [claim_outputs(tmp_path / "claims", path, "f" * 32, now) for _ in range(3)]
@@ -183,8 +187,13 @@ def test_drift_is_measured_against_the_reference(tmp_path, trained):
     batch = make_frame("regression", 400, 8).drop(columns="target")
     meta = score(write_batch(tmp_path, batch.assign(x1=batch["x1"] + 3)), contract, model, tmp_path / "out",
                  reference=train, reference_note="v3's training data", chunk_rows=90)  # fmt: skip
-    assert "x1" in meta["drift"]["drifted"] and meta["drift"]["verdict"].startswith("drift in")
-    assert meta["drift"]["columns"]["x1"]["drifted"] and 0 < meta["drift"]["share"] <= 1
+    assert meta["drift"]["drifted"] == ["x1"] and meta["drift"]["verdict"].startswith("no dataset drift: 1 of 3")
+    assert meta["drift"]["share_drifted"] == round(1 / 3, 6) and meta["drift"]["dataset_drift"] is False
+    assert meta["drift"]["prediction_drift"] is True  # a ridge on x1 answers higher when x1 is higher
+    (x1,) = (c for c in meta["drift_report"]["columns"] if c["column"] == "x1")
+    assert x1["statistic"] == "ks_p_value" and x1["drifted"]  # 300 reference rows: a test, not a distance
+    # the contract's own drift rule (PSI) still runs in the validation report
+    assert any("drift" in w and "x1" in w for w in meta["validation"]["warnings"])
 
 
 def test_the_champion_resolves_to_its_version_contract_training_data_and_scorer(tmp_path, monkeypatch, trained):
@@ -249,3 +258,133 @@ def test_a_file_that_cannot_be_read_is_a_read_error_leaving_nothing_behind(tmp_p
     with pytest.raises(DataReadError, match="not a readable Parquet file"):
         score(not_parquet, contract, model, tmp_path / "out")
     assert not list((tmp_path / "out").iterdir())
+
+
+def _without_run_details(report: dict) -> dict:
+    """A drift report minus what differs between two scorings of one batch (time, file names)."""
+    return report | {"context": {k: v for k, v in report["context"].items() if k != "created"}}
+
+
+def test_chunked_scoring_gives_the_same_drift_report_as_one_chunk(tmp_path, trained):
+    """The sample is keyed by row position: the same rows, so the same report, whatever the chunk size."""
+    contract, model, train = trained["multiclass", "sklearn_hgb"]
+    batch = make_frame("multiclass", 400, 10).drop(columns="target")
+    path = write_batch(tmp_path, batch.assign(x2=batch["x2"] * 2, colour=batch["colour"].where(batch.index % 3 > 0)))
+    reports = [score(path, contract, model, tmp_path / "out", reference=train, reference_note="v3's data",
+                     chunk_rows=rows, drift_rows=150)["drift_report"] for rows in (37, 1000)]  # fmt: skip
+    assert _without_run_details(reports[0]) == _without_run_details(reports[1])
+    report = reports[0]
+    assert report["sample"]["current_compared"] == 150 and "150 of the 400 scored rows" in report["context"]["sampling"]
+    assert report["drifted"] == ["x2", "colour"] and report["dataset_drift"] is True  # 2 of 3 > 0.5
+    assert report["prediction"]["statistic"] == "chi2_p_value"  # 300 reference rows, three labels
+    for suffix in (".drift.html", ".drift.json"):
+        assert len(list((tmp_path / "out").glob(f"*{suffix}"))) == 2  # one per scoring, never overwritten
+
+
+def test_a_rejected_batch_reports_the_drift_of_what_was_scored_or_says_it_skipped(tmp_path, trained):
+    base, model, train = trained["binary", "sklearn_hgb"]
+    x1 = dataclasses.replace(base.column("x1"), min=-3.0, severity={"range": "quarantine"})
+    contract = dataclasses.replace(base, columns=tuple(x1 if c.name == "x1" else c for c in base.columns),
+                                   max_quarantine_fraction=0.05)  # fmt: skip
+    batch = make_frame("binary", 100, 11).drop(columns="target")
+    batch.loc[[3, 10, 50, 77, 90, 91], "x1"] = -10.0  # 6% quarantined: the batch as a whole is rejected at the end
+    with pytest.raises(DataRejectedError, match="quarantine_share"):
+        score(write_batch(tmp_path, batch), contract, model, tmp_path / "a", reference=train, reference_note="v3",
+              chunk_rows=40)  # fmt: skip
+    (meta_path,) = (p for p in (tmp_path / "a").glob("*.json") if not p.name.endswith(".drift.json"))
+    drift = json.loads(meta_path.read_text())["drift"]
+    saved = json.loads(Path(drift["report"]["json"]).read_text())
+    assert saved["context"]["status"].startswith("rejected: quarantine_share")
+    assert saved["sample"]["current_rows"] == 94 and "no predictions were published" in saved["context"]["note"]
+    # rejected in the first chunk: nothing was scored, so nothing to compare, and the metadata says so
+    broken = batch.assign(x2=batch["x2"].astype(str).where(batch.index != 5, "oops"))
+    with pytest.raises(DataRejectedError, match="x2"):
+        score(write_batch(tmp_path, broken, "broken.parquet"), contract, model, tmp_path / "b", reference=train,
+              reference_note="v3", chunk_rows=40)  # fmt: skip
+    (meta_path,) = (tmp_path / "b").glob("*.json")
+    drift = json.loads(meta_path.read_text())["drift"]
+    assert drift["verdict"].startswith("skipped: batch rejected") and drift["report"] is None
+    assert not list((tmp_path / "b").glob("*.drift.*"))
+
+
+def _register(tmp_path, monkeypatch, model, train) -> dict:
+    """``model`` registered in a real SQLite store under ``tmp_path``: what score_batch records of it."""
+    import mlflow
+
+    from components.release import registry
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    registry.configure_tracking(tmp_path)
+    with mlflow.start_run() as run:
+        uri = registry.log_model(model, train.drop(columns="target"))
+    version = registry.register(uri, "toy", run.info.run_id, {}).version
+    return {"name": "toy", "version": version, "uri": f"models:/toy/{version}", "task": model.task,
+            "classes": model.classes, "model_run_id": run.info.run_id}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_scoring_on_dask_gives_the_local_predictions_and_drift_report(tmp_path, monkeypatch, trained):
+    """batch.parallel dask: a real LocalCluster of 2 workers, each loading the version by its URI. Quarantined
+    rows in several chunks, so each chunk's answers must come back beside its own rows."""
+    from components.config import ParallelSettings
+
+    base, model, train = trained["multiclass", "sklearn_hgb"]
+    x1 = dataclasses.replace(base.column("x1"), min=-3.0, severity={"range": "quarantine"})
+    contract = dataclasses.replace(base, columns=tuple(x1 if c.name == "x1" else c for c in base.columns),
+                                   max_quarantine_fraction=0.05)  # fmt: skip
+    info = _register(tmp_path, monkeypatch, model, train)
+    batch = make_frame("multiclass", 400, 12).drop(columns="target")
+    batch.loc[[5, 130, 131, 390], "x1"] = -10.0
+    path = write_batch(tmp_path, batch.assign(x2=batch["x2"] * 1.5))
+
+    def on(engine: str) -> dict:
+        return score_batch(path, contract=contract, predict=model.predict_frame, model=info, out_dir=tmp_path / engine,
+                           reference=train, reference_note="v1's data", chunk_rows=90, drift_rows=150,
+                           parallel=ParallelSettings(engine=engine, n_workers=2))  # fmt: skip
+
+    runs = {engine: on(engine) for engine in ("local", "dask")}
+    local, dask = (pd.read_parquet(runs[e]["predictions"]) for e in ("local", "dask"))
+    pd.testing.assert_frame_equal(dask, local)
+    assert len(local) == 396 and not {5, 130, 131, 390} & set(local["batch_row"])
+    assert _without_run_details(runs["dask"]["drift_report"]) == _without_run_details(runs["local"]["drift_report"])
+    assert runs["dask"]["drift"]["drifted"] == ["x2"]
+    saved = json.loads(Path(runs["dask"]["metadata_path"]).read_text())
+    assert saved["batch"]["parallel"] == {"engine": "dask", "n_workers": 2}
+    assert runs["local"]["batch"]["parallel"] == {"engine": "local"}
+    assert saved["rows"] == runs["local"]["rows"] == {"read": 400, "scored": 396, "quarantined": 4}
+    assert {"read", "validate", "score", "write", "drift"} <= set(saved["timings"])
+
+
+def test_reference_predictions_are_computed_once_per_version_and_reference(tmp_path, monkeypatch, trained):
+    """The model's answers on its reference sample are cached under <out>/.cache: the second batch of a version
+    skips them; another version or other reference data is scored afresh. The report is the same either way."""
+    contract, model, train = trained["binary", "sklearn_hgb"]
+    info = {"name": "toy", "version": "3", "uri": "models:/toy/3", "task": model.task, "classes": model.classes,
+            "model_run_id": "a" * 32}  # fmt: skip
+    calls: list[int] = []
+
+    def predict(rows: pd.DataFrame) -> pd.DataFrame:
+        calls.append(len(rows))
+        return model.predict_frame(rows)
+
+    path = write_batch(tmp_path, make_frame("binary", 120, 13).drop(columns="target"))
+
+    def run(reference=train, **changes):
+        calls.clear()
+        meta = score_batch(path, contract=contract, predict=predict, model=info | changes, out_dir=tmp_path / "out",
+                           reference=reference, reference_note="v3's data", chunk_rows=50)  # fmt: skip
+        return meta["drift_report"], [n for n in calls if n == len(reference)]  # the reference sample's scorings
+
+    first, scored = run()
+    assert scored == [300] and len(list((tmp_path / "out" / ".cache").glob("reference-predictions-*.parquet"))) == 1
+    second, scored = run()
+    assert scored == [] and _without_run_details(second) == _without_run_details(first)
+    assert run(model_run_id="b" * 32)[1] == [300]  # another version: its own answers
+    assert run(reference=train.iloc[:-1])[1] == [299]  # other reference data
+    edited = train.assign(x1=train["x1"].where(train.index != 7, 0.0))
+    assert run(reference=edited)[1] == [300]  # same size, one value changed
+    assert len(list((tmp_path / "out" / ".cache").glob("*.parquet"))) == 4
+    assert run()[1] == []  # the first key still hits
+    without_version = score_batch(path, contract=contract, predict=predict, model=info | {"model_run_id": None},
+                                  out_dir=tmp_path / "other", reference=train, reference_note="v3's data")  # fmt: skip
+    assert not (tmp_path / "other" / ".cache").exists() and without_version["drift_report"] is not None
