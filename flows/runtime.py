@@ -2,8 +2,10 @@
 
 ``prepare_environment`` is called by the CLI, by the flows themselves and, as a
 pull step in ``prefect.yaml``, by every deployment run a worker starts. It only
-sets environment variables that are unset and creates no files except
-``PREFECT_HOME`` when that is set to a directory that does not exist yet.
+sets environment variables that are unset (and appends the project's loggers to
+``PREFECT_LOGGING_EXTRA_LOGGERS``), quiets Prefect's "Finished in state Completed()"
+lines, and creates no files except ``PREFECT_HOME`` when that is set to a
+directory that does not exist yet.
 """
 
 from __future__ import annotations
@@ -39,20 +41,108 @@ _EPHEMERAL_DEFAULTS = {
 }
 
 
+# Our loggers (``logging.getLogger(__name__)`` under these packages, and the service's ``mlops.*``)
+# reach the Prefect UI as Prefect's extra loggers. They also log outside flow runs (CLI commands,
+# DVC stages): those lines stay on the console instead of warning that there is no run to send them to.
+PROJECT_LOGGERS = ("components", "flows", "mlops")
+_LOGGING_DEFAULTS = {"PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore"}
+# What Prefect's engines log after every task run (and the flow run) that simply completed: the UI shows
+# each run's state already, and these lines were most of a run's log.
+TASK_COMPLETED_LINE = "Finished in state Completed()"
+
+
 def prepare_environment(root: str | Path) -> None:
     """Set project-local defaults for ``root`` without overriding anything already set."""
     root = Path(root).resolve()
-    defaults = {"BENTOML_HOME": str(root / ".bentoml"), **_BASE_DEFAULTS, **_EPHEMERAL_DEFAULTS}
+    defaults = {"BENTOML_HOME": str(root / ".bentoml"), **_BASE_DEFAULTS, **_EPHEMERAL_DEFAULTS, **_LOGGING_DEFAULTS}
     for name, value in defaults.items():
         os.environ.setdefault(name, value)
     home = os.environ.get("PREFECT_HOME")
     if home:
         Path(home).expanduser().mkdir(parents=True, exist_ok=True)
+    _add_extra_loggers(PROJECT_LOGGERS)
+    quiet_completed_task_runs()
     log.debug(
         "environment prepared for %s (PREFECT_API_URL %s)",
         root,
         "set" if os.environ.get("PREFECT_API_URL") else "unset: ephemeral API",
     )
+
+
+def _add_extra_loggers(names: tuple[str, ...]) -> None:
+    """Append ``names`` to ``PREFECT_LOGGING_EXTRA_LOGGERS`` (a user's loggers stay in it).
+
+    Prefect reads the setting when it configures logging, at import. In a process where that has
+    already happened and a run is in progress (a flow calling this, a deployment's flow run), the
+    loggers get the API handler of Prefect's ``prefect.extra`` logger, and its level when theirs
+    would drop INFO lines.
+    """
+    current = [n.strip() for n in os.environ.get("PREFECT_LOGGING_EXTRA_LOGGERS", "").split(",") if n.strip()]
+    os.environ["PREFECT_LOGGING_EXTRA_LOGGERS"] = ",".join([*current, *(n for n in names if n not in current)])
+    import sys
+
+    configuration = sys.modules.get("prefect.logging.configuration")
+    if configuration is None or not configuration.PROCESS_LOGGING_CONFIG or not _in_prefect_run():
+        return
+    from prefect.logging.handlers import APILogHandler
+
+    extra = logging.getLogger("prefect.extra")
+    # Only the handler that sends to the API: the console already prints our lines (through the
+    # root logger), and a second console handler would print each of them twice.
+    to_api = [h for h in extra.handlers if isinstance(h, APILogHandler)]
+    for name in names:
+        logger = logging.getLogger(name)
+        for handler in to_api:
+            if handler not in logger.handlers:
+                logger.addHandler(handler)
+        if logger.level == logging.NOTSET and logger.getEffectiveLevel() > extra.getEffectiveLevel():
+            logger.setLevel(extra.getEffectiveLevel())
+
+
+def _in_prefect_run() -> bool:
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+
+
+class _DropCompletedLine(logging.Filter):
+    """Drops the engines' ``Finished in state Completed()``; failures, crashes, retries and cache hits stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.INFO and record.getMessage() == TASK_COMPLETED_LINE)
+
+
+def quiet_completed_task_runs() -> None:
+    """No log line that only says a run completed, in the console or the Prefect UI (idempotent).
+
+    A filter on Prefect's run loggers, the standard-logging way its logging.yml documents for dropping records.
+    """
+    for name in ("prefect.task_runs", "prefect.flow_runs"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropCompletedLine) for f in logger.filters):
+            logger.addFilter(_DropCompletedLine())
+
+
+def tag_flow_run(*tags: str) -> None:
+    """Add ``tags`` to the current flow run (beside the ones it has), so the UI can filter runs by them.
+
+    Outside a flow run this does nothing; a failure to tag is logged, never raised: tags are for people.
+    """
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.get_id()
+    if not run_id:
+        return
+    try:
+        from uuid import UUID
+
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            current = list(client.read_flow_run(UUID(run_id)).tags)
+            client.update_flow_run(UUID(run_id), tags=[*current, *(t for t in tags if t not in current)])
+    except Exception as err:  # noqa: BLE001 - the run matters more than its tags
+        log.warning("could not tag flow run %s with %s: %s", run_id, list(tags), err)
 
 
 def load_secret_env(secrets: dict[str, str]) -> list[str]:
@@ -94,7 +184,7 @@ def redact(text: str) -> str:
 # (no other command calls Prefect's API), a Dask cluster with `train.parallel`, and `bentoml serve`
 # for infra validation. `serve` replaces the CLI with `bentoml serve` (exec), a server the user
 # means to keep: it gets no watchdog.
-WATCHED_COMMANDS = frozenset({"run", "predict"})  # both start Prefect's temporary API server
+WATCHED_COMMANDS = frozenset({"run", "predict", "monitor"})  # all start Prefect's temporary API server
 
 
 def watch_descendants(command: str) -> None:

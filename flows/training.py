@@ -15,27 +15,59 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 
 from components.release import registry
 from components.release.lineage import git_commit
-from components.release.summary import redact_uri, render_markdown, run_summary, skipped_summary
+from components.release.summary import (
+    redact_uri,
+    render_decision_markdown,
+    render_markdown,
+    run_summary,
+    skipped_summary,
+)
 from flows import release_steps, steps
+from flows.child_process import ChildProcess
 from flows.fitting import FitEngine, train_and_choose
 
 IO_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 5, 15]}
 
-load_task = task(name="load-dataset")(steps.load)
-reference_task = task(name="drift-reference")(steps.drift_reference)
-validate_task = task(name="validate-dataset")(steps.validate)
-assess_task = task(name="assess-on-test")(steps.assess)
-log_candidate_task = task(name="log-candidate", **IO_RETRIES)(release_steps.log_candidate)
+
+def _dataset_file(parameters: dict[str, Any]) -> str:
+    return parameters["ctx"].data_path.name
+
+
+# Task runs are named by what they do (``validate dataset.parquet``, ``log logreg``, ``register <model>``):
+# that is what the Prefect UI lists. Fits are named in flows.fitting.
+load_task = task(name="load-dataset", task_run_name=lambda parameters: f"load {_dataset_file(parameters)}")(steps.load)
+
+
+@task(name="validate-dataset", cache_policy=NO_CACHE,
+      task_run_name=lambda parameters: f"validate {_dataset_file(parameters)}")  # fmt: skip
+def validate_task(child: ChildProcess, ctx, frame, out_dir):
+    """The data checked against the contract and drift reference in ``child`` (the process that trains
+    next never holds GX, the reference or a copy of the data); returns (report, the frame models see,
+    report path, reference note)."""
+    report, kept, html, reference_note = child.call(steps.load_and_check, ctx, out_dir)
+    return report, steps.accepted_frame(ctx, frame, kept), html, reference_note
+
+
+assess_task = task(name="assess-on-test", task_run_name="assess {model.name} on test")(steps.assess)
+log_candidate_task = task(name="log-candidate", task_run_name="log {outcome.model.name}",
+                          **IO_RETRIES)(release_steps.log_candidate)  # fmt: skip
 TASKS = release_steps.Runner(
-    champion_scores=task(name="champion-on-test", **IO_RETRIES)(release_steps.champion_scores),
-    gate=task(name="gate")(release_steps.gate),
-    register=task(name="register-model", **IO_RETRIES)(registry.register),
-    package=task(name="build-bento", **IO_RETRIES)(release_steps.package),
-    infra_validate=task(name="infra-validation")(release_steps.infra_validate),
-    promote=task(name="promote", **IO_RETRIES)(release_steps.promote),
+    champion_scores=task(name="champion-on-test", task_run_name="score champion on test", **IO_RETRIES)(
+        release_steps.champion_scores
+    ),
+    gate=task(name="gate", task_run_name="gate")(release_steps.gate),
+    register=task(name="register-model", task_run_name="register {name}", **IO_RETRIES)(registry.register),
+    package=task(name="build-bento", task_run_name="build bento {ctx.name} v{version}", **IO_RETRIES)(
+        release_steps.package
+    ),
+    infra_validate=task(name="infra-validation", task_run_name="infra-validate {bento_tag}")(
+        release_steps.infra_validate
+    ),
+    promote=task(name="promote", task_run_name="promote {ctx.name} v{version}", **IO_RETRIES)(release_steps.promote),
 )
 
 
@@ -43,9 +75,9 @@ def _published(summary, decision=None) -> dict[str, Any]:
     """The summary as a Prefect artifact (and the decision beside it), returned as plain data."""
     markdown = render_markdown(summary)
     create_markdown_artifact(markdown, key="training-summary", description="training-pipeline run summary")
-    if decision is not None:
-        body = "```json\n" + json.dumps(decision.to_dict(), indent=2, default=str) + "\n```"
-        create_markdown_artifact(body, key="promotion-decision", description="PromotionDecision of this run")
+    if decision is not None:  # the JSON is promotion_decision.json on the MLflow run
+        create_markdown_artifact(render_decision_markdown(decision), key="promotion-decision",
+                                 description="PromotionDecision of this run")  # fmt: skip
     return json.loads(json.dumps(summary.to_dict(), default=str)) | {"markdown": markdown}
 
 
@@ -63,7 +95,7 @@ def training_pipeline(
     """
     import mlflow
 
-    from flows.runtime import prepare_environment
+    from flows.runtime import prepare_environment, tag_flow_run
 
     logger = get_run_logger()
     prepare_environment(Path(params_path).resolve().parent)
@@ -71,6 +103,7 @@ def training_pipeline(
     tracking_uri = registry.configure_tracking(ctx.root)
     frame, md5 = load_task(ctx)
     ctx = steps.fingerprinted(ctx, md5)
+    tag_flow_run(f"model:{ctx.name}", f"dataset:{md5[:12]}")
     logger.info("dataset %s md5 %s: %d rows", ctx.settings.data.path, md5, len(frame))
     done = registry.find_completed(ctx.name, ctx.fingerprint)
     if done is not None and not force:
@@ -81,6 +114,7 @@ def training_pipeline(
     engine = FitEngine(ctx.settings.train.parallel)  # a local Dask cluster warms up while the data is validated
     registered: list[str] = []
     with (
+        ChildProcess(warm=steps.VALIDATION_IMPORTS) as validator,
         engine,
         mlflow.start_run(run_name="training-pipeline") as parent,
         release_steps.failures_recorded(ctx.name, registered),
@@ -88,14 +122,13 @@ def training_pipeline(
         ctx = replace(ctx, run_id=parent.info.run_id, commit=git_commit(ctx.root))
         mlflow.set_tags(release_steps.run_tags(ctx))
         release_steps.log_run_inputs(ctx)
-        reference, reference_note = reference_task(ctx, frame, md5)
-        logger.info("drift reference: %s", reference_note)
         try:
-            report, frame, _ = validate_task(ctx, frame, reference, ctx.out_dir)
+            report, frame, _, reference_note = validate_task(validator, ctx, frame, ctx.out_dir)
         finally:
             if (ctx.out_dir / "validation_report.html").exists():
                 mlflow.log_artifacts(str(ctx.out_dir), "validation")
         report_uri = f"{mlflow.get_artifact_uri('validation')}/validation_report.html"
+        logger.info("validation: %s; drift reference: %s", steps.validation_note(report), reference_note)
 
         splits = steps.split(ctx, frame)
         outcomes, best, fits = train_and_choose(ctx.settings, ctx.root, splits, logger, force, engine, ctx.task)

@@ -132,3 +132,24 @@ def run_summary(ctx: Any, released: Any, *, outcomes: dict[str, Any], chosen: st
                       decision=released.decision.reason, tracking_uri=tracking_uri, run_id=ctx.run_id, notes=notes,
                       gate=released.decision.summary_lines()[1:], task=ctx.task,
                       primary_metric=ctx.settings.evaluate.primary_metric)  # fmt: skip
+
+
+def _cell(value: Any) -> str:
+    """A markdown table cell: pipes escaped, line breaks kept as <br>, None as a dash."""
+    return "-" if value is None else str(value).replace("|", "\\|").replace("\n", "<br>")
+
+
+def render_decision_markdown(decision: Any) -> str:
+    """A :class:`PromotionDecision` as a `field | value` table: the verdict, why, and every gate's outcome.
+
+    The rows after the versions are the decision's ``gate.*`` tags, so the UI and the registry say the same.
+    """
+    verdict = "promote" if decision.promote else "keep"
+    rows = [("decision", verdict), ("reason", decision.reason),
+            ("challenger version", decision.challenger_version),
+            ("champion version", decision.champion_version or "none (no champion yet)")]  # fmt: skip
+    shown = {"gate.decision", "gate.reason", "gate.challenger_version", "gate.champion_version"}
+    rows += [(k.removeprefix("gate."), x) for k, x in decision.to_tags().items() if k not in shown]
+    lines = [f"# Promotion decision: {verdict}", "", "| field | value |", "|---|---|"]
+    lines += [f"| {_cell(k)} | {_cell(x)} |" for k, x in rows]
+    return "\n".join(lines) + "\n"

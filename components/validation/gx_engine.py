@@ -137,6 +137,23 @@ def _gx_error(result: Any) -> str | None:
     return None
 
 
+# Check kwargs as the report names them; "column"/"column_list" say where, not what is expected.
+_EXPECTED_NAMES = {"min_value": "min", "max_value": "max", "value_set": "allowed", "threshold": "max_abs_z"}
+
+
+def expected_of(check: Check) -> dict | None:
+    """What ``check`` expects, as plain JSON (``{"min": 0, "max": 120}``, ``{"allowed": [...]}``), or None."""
+    out = {_EXPECTED_NAMES.get(k, k): v for k, v in check.kwargs.items() if k not in ("column", "column_list")}
+    if check.rule == "null_fraction":
+        out = {"min_non_null_share": out.pop("min")}
+    elif check.rule == "not_null":
+        out = {"nulls": "none"}
+    elif check.rule == "unique_keys":
+        out = {"values": "unique"}
+    out = {k: v for k, v in out.items() if v is not None}
+    return jsonable(out) if out else None
+
+
 def _row_check_in_pandas(frame: pd.DataFrame, check: Check) -> RuleResult:
     mask = failing_rows(frame, check)
     count = int(mask.sum())
@@ -153,6 +170,7 @@ def _row_check_in_pandas(frame: pd.DataFrame, check: Check) -> RuleResult:
         count,
         pct,
         jsonable(examples),
+        expected_of(check),
     )
 
 
@@ -171,6 +189,7 @@ def _from_gx(check: Check, res: Any, n_rows: int) -> RuleResult:
         unexpected_count=count,
         unexpected_percent=float(info.get("unexpected_percent") or 0.0),
         examples=jsonable(list(info.get("partial_unexpected_list") or [])),
+        expected=expected_of(check),
     )
 
 

@@ -54,6 +54,7 @@ def _dtype_result(series: pd.Series, col: ColumnRule) -> RuleResult:
         unexpected_count=count,
         unexpected_percent=pct,
         examples=jsonable(examples),
+        expected={"dtype": col.dtype},
     )
 
 
@@ -118,6 +119,7 @@ def aggregate_checks(frame: pd.DataFrame, contract: Contract, usable: set[str]) 
                 not off,
                 {"shares": observed, "bounds": bounds},
                 examples=jsonable(off),
+                expected=jsonable({"shares": bounds}),
             )
         )
     return results
@@ -133,4 +135,5 @@ def quarantine_share_result(fraction: float, n_quarantined: int, contract: Contr
         {"fraction": round(fraction, 6), "limit": contract.max_quarantine_fraction},
         unexpected_count=n_quarantined,
         unexpected_percent=100.0 * fraction,
+        expected={"max": contract.max_quarantine_fraction},
     )

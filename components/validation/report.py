@@ -31,6 +31,8 @@ class RuleResult:
     unexpected_count: int = 0
     unexpected_percent: float = 0.0
     examples: list = field(default_factory=list)
+    # What the rule wants, as plain JSON: {"min": 0, "max": 120}, {"allowed": [...]}, {"regex": ...}, ...
+    expected: Any = None
 
     def describe(self) -> str:
         where = f" on '{self.column}'" if self.column else ""

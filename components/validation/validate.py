@@ -58,9 +58,10 @@ def _drift_results(drift: dict, contract: Contract) -> list[RuleResult]:
     results = []
     for name, stats in drift["columns"].items():
         observed = {k: v for k, v in stats.items() if k in ("psi", "ks", "new_category_share", "new_categories")}
-        results.append(
-            RuleResult("drift", name, "drift.psi", contract.drift.severity, not stats["drifted"], jsonable(observed))
-        )
+        expected = jsonable({k: v for k, v in stats.items() if k in ("threshold", "new_category_threshold")})
+        success = not stats["drifted"]
+        sev = contract.drift.severity
+        results.append(RuleResult("drift", name, "drift.psi", sev, success, jsonable(observed), expected=expected))
     return results
 
 

@@ -55,8 +55,9 @@ def cmd_contract_infer(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from components.data.contract import load_contract
+    from components.data.dataset import file_md5
     from components.data.reading import read_with_contract
-    from components.validation.report_html import write_report
+    from components.validation.report_html import report_header, write_report
     from components.validation.validate import validate_frame
 
     if args.contract:
@@ -76,7 +77,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     out_dir = Path(args.report_dir)
     frame = read_with_contract(args.data, contract)
     report, _ = validate_frame(frame, contract, quarantine_path=out_dir / "quarantine.csv")
-    html = write_report(report, out_dir, title=f"Validation of {args.data}")
+    header = report_header(dataset=Path(args.data).resolve(), md5=file_md5(args.data), contract=contract.name,
+                           contract_source=args.contract or f"validate.contract in {args.params}",
+                           drift_reference="none (mlops validate measures no drift)")  # fmt: skip
+    html = write_report(report, out_dir, title=f"Validation of {args.data}", header=header)
     for r in report.results:
         if not r.success:
             print(
