@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from components.data.contract import Contract
-    from components.inference.batch import Predict
+    from components.inference.scoring import Predict
 
 # Where a run may keep a copy of the contract it validated with, checked in this order.
 STORED_CONTRACT_DIRS = ("contract", "validation", "")

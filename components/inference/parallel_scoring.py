@@ -25,7 +25,7 @@ from components.local_cluster import BackgroundCluster
 if TYPE_CHECKING:
     import pandas as pd
 
-    from components.inference.batch import Predict
+    from components.inference.scoring import Predict
 
 R = TypeVar("R")
 
@@ -97,7 +97,7 @@ class ChunkScorer:
         return {k: v for k, v in self.__dict__.items() if k != "predict"}
 
     def __call__(self, rows: pd.DataFrame) -> pd.DataFrame:
-        from components.inference.batch import inference_ids, score_chunk
+        from components.inference.scoring import inference_ids, score_chunk
 
         predict = self.predict or worker_scorer(self.uri, self.task, self.tracking_uri, self.registry_uri)
         return score_chunk(predict, rows, inference_ids(rows, list(self.keys), self.md5), self.version, self.uri)
@@ -154,7 +154,8 @@ def warm_worker() -> None:
     import mlflow.pyfunc  # noqa: F401
     import sklearn.ensemble  # noqa: F401
 
-    import components.inference.batch  # noqa: F401
+    import components.inference.champion  # noqa: F401
+    import components.inference.scoring  # noqa: F401
     import components.model.trained  # noqa: F401
 
 

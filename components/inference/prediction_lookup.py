@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from components.inference.batch import ID_COLUMNS
+from components.inference.scoring import ID_COLUMNS
 
 ID_COLUMN = "inference_id"
 

@@ -13,7 +13,8 @@ import pytest
 
 from components.data.contract_inference import infer_contract
 from components.data.reading import read_with_contract
-from components.inference.batch import claim_outputs, inference_ids, score_batch
+from components.inference.batch import claim_outputs, score_batch
+from components.inference.scoring import inference_ids
 from components.inference.validation import scoring_contract
 from components.training.families import train_candidate
 from components.validation.report import DataRejectedError

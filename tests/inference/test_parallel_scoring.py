@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from components.config import ParallelSettings
-from components.inference.batch import inference_ids, score_chunk
 from components.inference.parallel_scoring import (
     ChunkScorer,
     ChunkScoringError,
@@ -20,6 +19,7 @@ from components.inference.parallel_scoring import (
     where_scored,
     worker_scorer,
 )
+from components.inference.scoring import inference_ids, score_chunk
 from components.local_cluster import BackgroundCluster
 from components.release import registry
 from components.training.families import train_candidate

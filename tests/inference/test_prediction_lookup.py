@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from components.inference import prediction_lookup as lookup
-from components.inference.batch import inference_ids
+from components.inference.scoring import inference_ids
 
 CLASSES = [">50K", "<=50K"]
 
