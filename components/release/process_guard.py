@@ -202,7 +202,15 @@ def _leftovers(known: Iterable[psutil.Process], token: str | None) -> list[psuti
     for p in list(found.values()):
         found.update((c.pid, c) for c in descendants(p.pid))
     found.pop(os.getpid(), None)
-    return alive(found.values())
+    return [p for p in alive(found.values()) if not _is_resource_tracker(p)]
+
+
+def _is_resource_tracker(proc: psutil.Process) -> bool:
+    """multiprocessing's resource tracker (started by a spawned child) exits on its own once the process
+    that started it is gone (its pipe closes): neither a leftover to stop nor one to report."""
+    with suppress(psutil.Error):
+        return "multiprocessing.resource_tracker" in " ".join(proc.cmdline())
+    return False
 
 
 def _names(procs: Iterable[psutil.Process]) -> str:
