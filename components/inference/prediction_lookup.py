@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from components.inference.scoring import ID_COLUMNS
+from components.release.lineage_report import chain_text, lineage
 
 ID_COLUMN = "inference_id"
 
@@ -152,3 +153,30 @@ def find_inference_id(inference_id: str, folder: str | Path, model: str | None =
     # ISO times of one format sort as times; within a second, the file written last is the newer scoring
     mtimes = {m.predictions: m.predictions.stat().st_mtime_ns for m in matches}
     return sorted(matches, key=lambda m: (m.scored_at, mtimes[m.predictions], m.file_row), reverse=True)
+
+
+def inference_lineage(match: PredictionMatch) -> dict[str, str]:
+    """The fields of one scored row's chain: its batch and prediction, then its version's lineage."""
+    batch_row = "-" if match.batch_row is None else str(match.batch_row)
+    fields = {
+        "inference id": match.inference_id,
+        "batch": f"{match.batch_path or '(no metadata)'} md5 {match.batch_md5 or '-'}",
+        "batch row": batch_row,
+        "scored at": match.scored_at,
+        "predictions": f"{match.predictions} (row {match.file_row})",
+        "metadata": str(match.metadata or "(missing)"),
+        "prediction": match.describe_prediction() or "-",
+    }
+    name, version = match.model_name, match.model_version
+    try:
+        chain = lineage(name, version) if name else None
+    except StopIteration:  # the version was deleted since, or the scoring was made against another store
+        chain = None
+    if chain is None:
+        return fields | {"model version": f"{name or '?'} v{version} ({match.model_uri}; not in this registry)"}
+    return fields | {"model version": chain.pop("model version")} | chain
+
+
+def describe_inference(match: PredictionMatch) -> str:
+    """``inference_lineage`` as printed by ``mlops lineage --inference-id``."""
+    return chain_text(inference_lineage(match))

@@ -1,18 +1,13 @@
 """Print the chain behind a model version: bento → version → run → data → commit → params → validation → decision.
 
-From a scored row (``mlops lineage --inference-id``) the chain starts earlier: inference id → batch
-→ prediction → version, then the version's chain as above.
+A scored row's chain (``mlops lineage --inference-id``) starts earlier, with its batch:
+``components.inference.prediction_lookup.describe_inference``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from components import vocabulary as v
 from components.release import registry
-
-if TYPE_CHECKING:
-    from components.inference.prediction_lookup import PredictionMatch
 
 
 def find_version(
@@ -49,37 +44,10 @@ def lineage(name: str, version: str) -> dict[str, str]:
     }
 
 
-def _chain(fields: dict[str, str]) -> str:
+def chain_text(fields: dict[str, str]) -> str:
     width = max(map(len, fields))
     return "\n".join(f"{'→ ' if i else '  '}{k:<{width}}  {v}" for i, (k, v) in enumerate(fields.items()))
 
 
 def describe_lineage(name: str, version: str) -> str:
-    return _chain(lineage(name, version))
-
-
-def inference_lineage(match: PredictionMatch) -> dict[str, str]:
-    """The fields of one scored row's chain: its batch and prediction, then its version's lineage."""
-    batch_row = "-" if match.batch_row is None else str(match.batch_row)
-    fields = {
-        "inference id": match.inference_id,
-        "batch": f"{match.batch_path or '(no metadata)'} md5 {match.batch_md5 or '-'}",
-        "batch row": batch_row,
-        "scored at": match.scored_at,
-        "predictions": f"{match.predictions} (row {match.file_row})",
-        "metadata": str(match.metadata or "(missing)"),
-        "prediction": match.describe_prediction() or "-",
-    }
-    name, version = match.model_name, match.model_version
-    try:
-        chain = lineage(name, version) if name else None
-    except StopIteration:  # the version was deleted since, or the scoring was made against another store
-        chain = None
-    if chain is None:
-        return fields | {"model version": f"{name or '?'} v{version} ({match.model_uri}; not in this registry)"}
-    return fields | {"model version": chain.pop("model version")} | chain
-
-
-def describe_inference(match: PredictionMatch) -> str:
-    """``inference_lineage`` as printed by ``mlops lineage --inference-id``."""
-    return _chain(inference_lineage(match))
+    return chain_text(lineage(name, version))

@@ -116,9 +116,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_lineage_of_inference(args: argparse.Namespace) -> int:
     """`lineage --inference-id`: every scoring holding the id (newest first), each with its version's chain."""
-    from components.inference.prediction_lookup import find_inference_id, prediction_files
+    from components.inference.prediction_lookup import describe_inference, find_inference_id, prediction_files
     from components.release import registry
-    from components.release.lineage_report import describe_inference
 
     if args.model and resolve_model(args) is None:  # --model names no registered model: say which exist
         return EXIT_NOTHING
