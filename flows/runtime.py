@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,6 @@ def _add_extra_loggers(names: tuple[str, ...]) -> None:
     """
     current = [n.strip() for n in os.environ.get("PREFECT_LOGGING_EXTRA_LOGGERS", "").split(",") if n.strip()]
     os.environ["PREFECT_LOGGING_EXTRA_LOGGERS"] = ",".join([*current, *(n for n in names if n not in current)])
-    import sys
 
     configuration = sys.modules.get("prefect.logging.configuration")
     if configuration is None or not configuration.PROCESS_LOGGING_CONFIG or not _in_prefect_run():
@@ -210,7 +210,6 @@ EXIT_CONFIG, EXIT_NO_DATA, EXIT_REJECTED, EXIT_NOTHING = 2, 3, 4, 5
 
 def exit_code_for(err: BaseException) -> int | None:
     """The documented exit code for a user-facing error, printed to stderr; None for a bug (let it raise)."""
-    import sys
 
     from components.config import ConfigError
     from components.data.contract import ContractError, DataReadError

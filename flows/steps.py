@@ -167,7 +167,8 @@ def _contract(ctx: RunContext, frame: pd.DataFrame):
 
 def check(ctx: RunContext, frame: pd.DataFrame, reference: pd.DataFrame | None, out_dir: Path,
           reference_note: str = ""):  # fmt: skip
-    """Contract checks (drift against ``reference`` too); returns (report, index of the kept rows, report path).
+    """Contract checks (drift against ``reference`` too); returns (report, index of the kept rows, report
+    path, the contract checked: ``ctx.contract`` or the basic one drafted from ``frame``).
 
     Only the index crosses back from a child process: the parent selects the rows itself
     (:func:`accepted_frame`), so it never holds a second, pickled copy of the data.
@@ -189,13 +190,13 @@ def check(ctx: RunContext, frame: pd.DataFrame, reference: pd.DataFrame | None, 
         raise DataRejectedError(report, html)
     where = f"contract {ctx.settings.validate_.contract}" if ctx.contract else "data"
     check_target_fits(ctx.task, accepted[ctx.target], ctx.target, where=where)
-    return report, accepted.index, html
+    return report, accepted.index, html, contract
 
 
 def load_and_check(ctx: RunContext, out_dir: Path):
     """:func:`load`, :func:`drift_reference` and :func:`check` as one body for a child process: the data
     and the reference are read where they are checked, so neither is pickled across (a 500k-row frame
-    pickles to hundreds of MiB). Returns (report, index of the kept rows, report path, reference note).
+    pickles to hundreds of MiB). Returns :func:`check`'s answer and the reference note.
     """
     from components.release import registry
 
@@ -207,19 +208,18 @@ def load_and_check(ctx: RunContext, out_dir: Path):
     return (*check(ctx, frame, reference, out_dir, note), note)
 
 
-def accepted_frame(ctx: RunContext, frame: pd.DataFrame, kept: pd.Index) -> pd.DataFrame:
+def accepted_frame(frame: pd.DataFrame, kept: pd.Index, contract) -> pd.DataFrame:
     """The frame models see: the ``kept`` rows (quarantine drops only rows), their features and target."""
     from components.data.reading import model_frame
 
-    rows = frame if len(kept) == len(frame) else frame.loc[kept]
-    return model_frame(rows, _contract(ctx, frame))
+    return model_frame(frame if len(kept) == len(frame) else frame.loc[kept], contract)
 
 
 def validate(ctx: RunContext, frame: pd.DataFrame, reference: pd.DataFrame | None, out_dir: Path,
              reference_note: str = ""):  # fmt: skip
     """:func:`check`, then :func:`accepted_frame`: (report, the frame models see, report path)."""
-    report, kept, html = check(ctx, frame, reference, out_dir, reference_note)
-    return report, accepted_frame(ctx, frame, kept), html
+    report, kept, html, contract = check(ctx, frame, reference, out_dir, reference_note)
+    return report, accepted_frame(frame, kept, contract), html
 
 
 def split(ctx: RunContext, frame: pd.DataFrame) -> dataset.Splits:

@@ -48,8 +48,8 @@ def validate_task(child: ChildProcess, ctx, frame, out_dir):
     """The data checked against the contract and drift reference in ``child`` (the process that trains
     next never holds GX, the reference or a copy of the data); returns (report, the frame models see,
     report path, reference note)."""
-    report, kept, html, reference_note = child.call(steps.load_and_check, ctx, out_dir)
-    return report, steps.accepted_frame(ctx, frame, kept), html, reference_note
+    report, kept, html, contract, reference_note = child.call(steps.load_and_check, ctx, out_dir)
+    return report, steps.accepted_frame(frame, kept, contract), html, reference_note
 
 
 assess_task = task(name="assess-on-test", task_run_name="assess {model.name} on test")(steps.assess)
