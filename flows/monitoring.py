@@ -117,6 +117,7 @@ def check_served(name: str, root: Path, settings: Settings, since: datetime | No
     from components.monitoring import batch_monitor, report_logging
     from components.monitoring.drift_report import build_drift_report, drift_markdown, write_drift_report
     from components.monitoring.drift_stats import CATEGORICAL, NUMERIC
+    from components.monitoring.reference_scores import reference_predictions
     from components.monitoring.served import read_served, served_sink
 
     result: dict[str, Any] = {"kind": "served", "model": name}
@@ -136,8 +137,8 @@ def check_served(name: str, root: Path, settings: Settings, since: datetime | No
     if contract is None:
         contract = ch.basic_batch_contract(settings, version.task, reference, Path("."))
     predict, _ = ch.load_scorer(version)
-    ref_rows, ref_pred, pred_note = batch_monitor.reference_predictions(reference, predict, contract.target,
-                                                                        version.task)  # fmt: skip
+    ref_rows, ref_pred, pred_note = reference_predictions(reference, predict, contract.target, version.task,
+                                                          model_run_id=version.model_run_id)  # fmt: skip
     stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     context = {"model": name, "version": version.version, "model_uri": version.uri, "served": str(sink),
                "since": since.isoformat() if since else "the first record", "rows_served": len(inputs),

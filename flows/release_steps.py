@@ -156,8 +156,10 @@ def version_tags(ctx: RunContext, model: TrainedModel, decision: Any, validation
     )
 
 
-def package(ctx: RunContext, version: str, model: TrainedModel, frame: pd.DataFrame) -> str:
-    """A bento from the registered version, with its lineage and the contract's request schema."""
+def package(ctx: RunContext, version: str, model: TrainedModel, frame: pd.DataFrame,
+            test: pd.DataFrame | None = None) -> str:  # fmt: skip
+    """A bento from the registered version, with its lineage and the contract's request schema;
+    a ``test`` row is its OpenAPI example."""
     from components.release.package import build_bento
     from components.serving import request_schema
 
@@ -173,7 +175,7 @@ def package(ctx: RunContext, version: str, model: TrainedModel, frame: pd.DataFr
                        metadata=metadata, schema=schema, constraints=ctx.root / "constraints.txt",
                        max_batch=s.serve.max_batch, low_confidence_threshold=s.serve.low_confidence_threshold,
                        task=model.task, classes=model.classes or None,
-                       value_buckets=buckets)  # fmt: skip
+                       value_buckets=buckets, example_rows=test)  # fmt: skip
 
 
 def _value_buckets(target: pd.Series, n: int = 10) -> list[float]:
@@ -197,6 +199,24 @@ def promote(ctx: RunContext, version: str, expected: str | None, reason: str):
                                     lock_dir=ctx.root / ".mlops", alias=ctx.settings.promote.alias)  # fmt: skip
 
 
+def store_reference(ctx: RunContext, model: TrainedModel, version: str) -> str:
+    """The version's predictions on its drift reference, logged with it, so that its first batch's drift
+    report needs no scoring; what it stored, or why not (monitoring never stops a release)."""
+    from components.inference import champion as ch
+    from components.monitoring.reference_scores import store_reference_scores
+
+    try:
+        registered = ch.registered_version(ctx.name, version)
+        contract, _ = ch.version_contract(registered, ctx.root, ctx.settings)
+        reference, note = ch.training_reference(registered, ctx.root, ctx.settings, contract)
+        if reference is None or registered.model_run_id is None:
+            return f"reference predictions not stored ({note}): a batch scores them"
+        target = contract.target if contract is not None else ctx.target
+        return store_reference_scores(reference, model.predict_frame, target, model.task, registered.model_run_id)
+    except Exception as err:  # the first batch scores the reference itself, as before
+        return f"reference predictions not stored ({type(err).__name__}: {err}): the first batch scores them"
+
+
 @dataclass(frozen=True)
 class Runner:
     """How a driver runs the steps that touch the registry and the bento store (plain, or as tasks)."""
@@ -204,6 +224,7 @@ class Runner:
     champion_scores: Callable = champion_scores
     gate: Callable = gate
     register: Callable = registry.register
+    store_reference: Callable = store_reference
     package: Callable = package
     infra_validate: Callable = infra_validate
     promote: Callable = promote
@@ -241,6 +262,7 @@ def release(ctx: RunContext, *, model: TrainedModel, model_uri: str, child_run_i
         registered.append(version)
     out = Released(version, decision, champion)
     mlflow.log_dict(decision.to_dict(), "promotion_decision.json")
+    out.notes.append(run.store_reference(ctx, model, version))
     if decision.promote:
         _package_and_promote(ctx, out, model, frame, test, run)
     elif champion is not None and all(t["passed"] for t in decision.thresholds.values()):
@@ -254,7 +276,7 @@ def release(ctx: RunContext, *, model: TrainedModel, model_uri: str, child_run_i
 
 def _package_and_promote(ctx: RunContext, out: Released, model, frame, test, run: Runner) -> None:
     name, version = ctx.name, out.version
-    out.bento_tag = run.package(ctx, version, model, frame)
+    out.bento_tag = run.package(ctx, version, model, frame, test)
     registry.set_version_tags(name, version, {v.TAG_BENTO: out.bento_tag})
     infra = ctx.settings.package.infra_validation
     if infra.enabled:

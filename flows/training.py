@@ -61,6 +61,9 @@ TASKS = release_steps.Runner(
     ),
     gate=task(name="gate", task_run_name="gate")(release_steps.gate),
     register=task(name="register-model", task_run_name="register {name}", **IO_RETRIES)(registry.register),
+    store_reference=task(name="reference-predictions", task_run_name="score the drift reference with v{version}")(
+        release_steps.store_reference
+    ),
     package=task(name="build-bento", task_run_name="build bento {ctx.name} v{version}", **IO_RETRIES)(
         release_steps.package
     ),

@@ -39,8 +39,9 @@ from components.data.reading import normalise
 from components.inference.batch_output import PredictionWriter, claim_outputs
 from components.inference.scoring import ID_COLUMNS, Predict, prediction_columns
 from components.inference.validation import BatchChecks, prepare_chunk
-from components.monitoring.batch_monitor import RowSample, batch_drift_report, prediction_column
+from components.monitoring.batch_monitor import RowSample, batch_drift_report
 from components.monitoring.drift_report import MAX_ROWS as DRIFT_SAMPLE_ROWS
+from components.monitoring.reference_scores import prediction_column
 from components.validation.report import DataRejectedError
 from components.validation.report_html import report_header, write_report
 

@@ -59,6 +59,13 @@ def resolve_champion(name: str, alias: str = v.ALIAS_CHAMPION) -> Champion:
             f"model '{name}' has no @{alias} version: nothing to score with "
             f"(train one with `mlops run`, or promote a version with `mlops promote`)"
         )
+    return registered_version(name, version, alias)
+
+
+def registered_version(name: str, version: str, alias: str = "") -> Champion:
+    """Version ``version`` of ``name`` with the tags scoring needs (``alias``: how it was found, if by one)."""
+    from components.release import registry
+
     mv = registry.client().get_model_version(name, version)
     tags = dict(mv.tags)
     return Champion(name=name, version=version, alias=alias, uri=f"models:/{name}/{version}",

@@ -12,9 +12,6 @@ scored them, so a batch always gets the same report.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +24,7 @@ from components.data.contract import Contract
 from components.model.tasks import REGRESSION
 from components.monitoring.drift_report import MAX_ROWS, SEED, build_drift_report, write_drift_report
 from components.monitoring.drift_stats import CATEGORICAL, NUMERIC
+from components.monitoring.reference_scores import reference_predictions
 
 Predict = Callable[[pd.DataFrame], pd.DataFrame]
 
@@ -101,61 +99,6 @@ def drift_columns(contract: Contract) -> dict[str, str]:
     }
 
 
-def prediction_column(task: str) -> str:
-    """The prediction whose distribution is compared: the value for regression, the label otherwise."""
-    return "value" if task == REGRESSION else "label"
-
-
-def reference_predictions(
-    reference: pd.DataFrame,
-    predict: Predict,
-    target: str,
-    task: str,
-    max_rows: int = MAX_ROWS,
-    *,
-    cache: Path | None = None,
-    model_key: str | None = None,
-) -> tuple[pd.DataFrame, pd.Series | None, str | None]:
-    """A seeded sample of ``reference`` and the model's predictions on it (None and why, when it cannot score it).
-
-    Scoring the sample costs as much as scoring a batch of its size, and its answer is the same for
-    every batch of a version: with a ``cache`` folder and a ``model_key`` naming the exact model
-    (a registered version: its URI and run id), the predictions are kept there as Parquet, keyed by
-    the model and by a hash of the sample's content, columns and types. Any other reference data,
-    contract, seed or sample size makes another sample, so another key.
-    """
-    sample = reference if len(reference) <= max_rows else reference.sample(n=max_rows, random_state=SEED)
-    column, cached = prediction_column(task), None
-    if cache is not None and model_key:
-        with contextlib.suppress(TypeError, ValueError):  # a sample pandas cannot hash is scored, not cached
-            cached = cache / f"reference-predictions-{_sample_key(sample, target, task, model_key)}.parquet"
-    if cached is not None and cached.is_file():
-        with contextlib.suppress(Exception):  # a cache that cannot be read is only recomputed
-            kept = pd.read_parquet(cached)[column]
-            if len(kept) == len(sample):
-                return sample, kept.set_axis(sample.index), None
-    try:
-        answers = predict(sample.drop(columns=[target], errors="ignore"))
-    except Exception as err:  # monitoring never stops a scored batch: the report says what was not compared
-        return sample, None, f"the model could not score its reference: {type(err).__name__}: {err}"
-    predictions = answers[column].set_axis(sample.index)
-    if cached is not None:
-        with contextlib.suppress(OSError):  # no cache is a slower second batch, not a failed one
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            partial = cached.with_suffix(f".{os.getpid()}.partial")
-            predictions.reset_index(drop=True).to_frame().to_parquet(partial)
-            os.replace(partial, cached)  # whole or not at all, also with two batches scoring at once
-    return sample, predictions, None
-
-
-def _sample_key(sample: pd.DataFrame, target: str, task: str, model_key: str) -> str:
-    """A digest of what the reference predictions depend on: the model, the task and the sample itself."""
-    digest = hashlib.sha256(f"{model_key}\0{task}\0{target}\0".encode())
-    digest.update(repr([(str(c), str(t)) for c, t in sample.dtypes.items()]).encode())
-    digest.update(pd.util.hash_pandas_object(sample, index=True).to_numpy().tobytes())
-    return digest.hexdigest()[:24]
-
-
 def summary(report: dict[str, Any] | None, reference_note: str | None, files: tuple[Path, Path] | None,
             skipped: str | None = None) -> dict[str, Any]:  # fmt: skip
     """The metadata's ``drift`` section: the verdict, the shares, what drifted and where the report is."""
@@ -195,19 +138,21 @@ def batch_drift_report(
     the metadata's summary of it; (None, a summary saying why) when there is nothing to compare.
 
     ``rejected``: why the batch was rejected; the report then covers the rows scored before that.
-    ``cache``: where the model's predictions on its reference sample are kept between batches
-    (:func:`reference_predictions`).
+    ``cache``: where the model's predictions on its reference sample are kept between batches when
+    the version has none stored (:mod:`components.monitoring.reference_scores`).
     """
     if reference is None:
         return None, summary(None, None, None, reference_note.removeprefix("skipped: "))
     if sample.rows is None:
         why = f"batch rejected ({rejected}) before any row was scored" if rejected else "no row was scored"
         return None, summary(None, reference_note, None, why)
-    # A registered version (a run id) is the same model in every batch: its reference predictions are cached.
+    # A registered version (a run id) is the same model in every batch: its predictions on the reference were
+    # stored with it at registration, or are cached by the first batch.
     run_id = model.get("model_run_id")
     model_key = f"{model.get('uri')} {run_id} {model.get('scorer')}" if run_id else None
     ref_rows, ref_pred, pred_note = reference_predictions(reference, predict, contract.target, model["task"],
-                                                          cache=cache, model_key=model_key)  # fmt: skip
+                                                          cache=cache, model_key=model_key,
+                                                          model_run_id=run_id)  # fmt: skip
     context = {
         "batch_name": Path(batch["path"]).name,
         "model": model.get("name"),

@@ -11,18 +11,20 @@ import pandas as pd
 import pytest
 
 from components.data.dataset import read_source
+from components.monitoring import reference_scores
 from components.release import registry
 from tests.conftest import TWO_CANDIDATES, cli, make_project
 
 pytestmark = pytest.mark.slow
 MODEL = "breast-cancer-classifier"
+TRAIN_ROWS = 300  # the champion's training data, its drift reference
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, prefect_harness):
     from flows.training import training_pipeline
 
-    root = make_project(tmp_path_factory.mktemp("batch"))
+    root = make_project(tmp_path_factory.mktemp("batch"), rows=TRAIN_ROWS)
     result = training_pipeline(params_path=str(root / "params.yaml"), overrides=TWO_CANDIDATES)
     assert result["aliases"] == ["champion"], result["decision"]
     batch = read_source("sklearn:breast_cancer").drop(columns=["target"])  # all 569 rows, no labels
@@ -56,6 +58,9 @@ def test_predict_writes_predictions_and_metadata_naming_the_champion(project, ca
     assert meta["contract"]["source"].endswith("contract/breast_cancer.yaml (stored with the run)")
     assert meta["drift"]["reference"].startswith(f"champion v{version}'s training data")
     assert {"resolve", "load_model", "validate", "score"} <= set(meta["timings"])
+    # The release stored the version's answers on its drift reference: the first batch found them (no cache).
+    stored = mlflow.artifacts.download_artifacts(f"runs:/{meta['model']['model_run_id']}/{reference_scores.ARTIFACT}")
+    assert len(pd.read_parquet(stored)) == TRAIN_ROWS and not (project / "predictions" / ".cache").exists()
 
     predictions = pd.read_parquet(meta["predictions"])
     assert list(predictions.columns) == ["inference_id", "batch_row", "model_version", "model_uri", "label",

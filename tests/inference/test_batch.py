@@ -359,7 +359,11 @@ def test_scoring_on_dask_gives_the_local_predictions_and_drift_report(tmp_path, 
 def test_reference_predictions_are_computed_once_per_version_and_reference(tmp_path, monkeypatch, trained):
     """The model's answers on its reference sample are cached under <out>/.cache: the second batch of a version
     skips them; another version or other reference data is scored afresh. The report is the same either way."""
+    from components.release import registry
+
     contract, model, train = trained["binary", "sklearn_hgb"]
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    registry.configure_tracking(tmp_path)  # an empty store: these run ids have nothing stored with them
     info = {"name": "toy", "version": "3", "uri": "models:/toy/3", "task": model.task, "classes": model.classes,
             "model_run_id": "a" * 32}  # fmt: skip
     calls: list[int] = []
@@ -389,3 +393,36 @@ def test_reference_predictions_are_computed_once_per_version_and_reference(tmp_p
     without_version = score_batch(path, contract=contract, predict=predict, model=info | {"model_run_id": None},
                                   out_dir=tmp_path / "other", reference=train, reference_note="v3's data")  # fmt: skip
     assert not (tmp_path / "other" / ".cache").exists() and without_version["drift_report"] is not None
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_reference_predictions_stored_at_registration_spare_the_first_batch(tmp_path, monkeypatch, trained, task):
+    """A version registered with its predictions on the reference sample (as the release does) scores no
+    reference at its first batch, and the report is the one it would have computed itself. Predictions
+    stored for another sample (here: other reference data) are not trusted: that sample is scored."""
+    from components.monitoring.reference_scores import ARTIFACT, store_reference_scores
+
+    family = "sklearn_hgb" if task == "multiclass" else "sklearn_ridge"
+    contract, model, train = trained[task, family]
+    info = _register(tmp_path, monkeypatch, model, train)
+    note = store_reference_scores(train, model.predict_frame, "target", model.task, info["model_run_id"])
+    assert note == f"300 rows of the training data scored and stored as {ARTIFACT}"
+    calls: list[int] = []
+
+    def predict(rows: pd.DataFrame) -> pd.DataFrame:
+        calls.append(len(rows))
+        return model.predict_frame(rows)
+
+    path = write_batch(tmp_path, make_frame(task, 120, 13).drop(columns="target"))
+
+    def run(out: str, reference=train, **changes):
+        calls.clear()
+        meta = score_batch(path, contract=contract, predict=predict, model=info | changes, out_dir=tmp_path / out,
+                           reference=reference, reference_note="v1's data", chunk_rows=50)  # fmt: skip
+        return meta["drift_report"], [n for n in calls if n == len(reference)]
+
+    stored, scored = run("first")
+    assert scored == [] and not (tmp_path / "first" / ".cache").exists()
+    computed, scored = run("unregistered", model_run_id=None)
+    assert scored == [300] and _without_run_details(stored) == _without_run_details(computed)
+    assert run("edited", reference=train.iloc[:-1])[1] == [299]
