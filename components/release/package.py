@@ -2,7 +2,8 @@
 
 The bento is built from the registry (one source of truth) and tagged with an
 exact version; its labels carry the lineage. Its ``bento_config.json`` says what the
-service answers: the model's task, its classes, and the value histogram's buckets.
+service answers: the model's task, its classes, and the value histogram's buckets; and what its
+OpenAPI page shows: an example record (a held-out row) and the version's test metrics and gate reason.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +115,40 @@ def serving_config(
     return {"task": task, "classes": classes, "value_buckets": buckets}
 
 
+def example_record(rows: pd.DataFrame | None, schema: dict[str, Any]) -> dict[str, Any] | None:
+    """The first of ``rows`` (held-out data) the service accepts, as JSON: the OpenAPI example. None if none does."""
+    from components.release.infra_validation import frame_to_records
+    from components.serving.request_schema import RequestError, RequestValidator
+
+    names = [f["name"] for f in schema["features"]]
+    if rows is None or not set(names) <= set(rows.columns):
+        return None
+    validator = RequestValidator(schema, max_batch=1)
+    for record in frame_to_records(rows[names].head(100)):
+        try:
+            validator([record])
+        except RequestError:
+            continue  # a null or an out-of-range value the contract only warns about: not an example
+        return record
+    return None
+
+
+def model_card(registered_model: str, version: str) -> dict[str, Any]:
+    """What the docs page tells about the version, read from the registry: its run's ``test_*`` metrics
+    (logged before it was registered) and the gate's reason (a version tag)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    found = client.get_model_version(registered_model, version)
+    metrics = client.get_run(found.run_id).data.metrics if found.run_id else {}
+    return {
+        "test_metrics": {
+            k.removeprefix("test_"): float(x) for k, x in sorted(metrics.items()) if k.startswith("test_")
+        },
+        "decision_reason": (found.tags or {}).get("decision_reason"),
+    }
+
+
 def _forget_service_modules() -> None:
     """BentoML builds by importing ``service`` from the build context; Python caches that import, so a
     later build in the same process (a worker training two models) would get the first bento's service."""
@@ -132,12 +170,14 @@ def build_bento(
     task: str = "binary",
     classes: list[Any] | None = None,
     value_buckets: list[float] | None = None,
+    example_rows: pd.DataFrame | None = None,
 ) -> str:
     """Import ``models:/<registered_model>/<version>`` and build a bento; return its exact tag.
 
     ``task`` and ``classes`` say what the service answers (``classes`` defaults to the model's
     own); ``value_buckets`` are the bounds of a regression bento's ``mlops_prediction_value``
-    histogram (quantiles of the training target, say).
+    histogram (quantiles of the training target, say). ``example_rows`` (held-out rows) give the
+    OpenAPI document its example; without them it shows a record made up from the schema.
     """
     import bentoml
 
@@ -158,6 +198,8 @@ def build_bento(
         "max_batch": max_batch,
         "low_confidence_threshold": low_confidence_threshold,
         "metadata": {**metadata, "registered_model": registered_model, "model_version": version},
+        "example": example_record(example_rows, schema),
+        "model_card": model_card(registered_model, version),
     }
     _forget_service_modules()  # else a second build in this process reuses the first one's service (and name)
     with tempfile.TemporaryDirectory(prefix="bento-build-") as ctx:

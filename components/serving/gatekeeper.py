@@ -3,7 +3,8 @@
 Shipped inside each bento beside ``service.py`` as a top-level module; it imports
 nothing from its neighbours, so it loads the same way from the bento and from the
 project (``components.serving.gatekeeper``, as the unit tests do). Also holds the
-JSON error response and the labelled-series lookup the service uses on its own path.
+error response (one format for every 4xx, ``{"error", "field", "status"}``, as ``api_document``
+declares it) and the labelled-series lookup the service uses on its own path.
 """
 
 from __future__ import annotations
@@ -24,8 +25,15 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps builds an encoder per call
 
 
-def json_response(status: int, body: dict[str, Any]) -> Response:
-    return Response(_ENCODE(body), status_code=status, media_type="application/json")
+def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(_ENCODE(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def error_response(
+    status: int, error: str, field: str | None = None, headers: dict[str, str] | None = None
+) -> Response:
+    """A 4xx in the one format every route answers with: what is wrong, which field, the status."""
+    return json_response(status, {"error": error, "field": field, "status": status}, headers)
 
 
 @functools.cache
@@ -102,13 +110,19 @@ class Gatekeeper:
             and not hmac.compare_digest(headers.get(b"x-api-key", b""), self.key)
         ):
             labelled(request_metrics().rejected, endpoint, "unauthorized").inc()
-            body = {"error": "missing or wrong x-api-key header", "field": "x-api-key"}
-            return await json_response(401, body)(scope, receive, send)
+            refusal = error_response(401, "missing or wrong x-api-key header", "x-api-key")
+            return await refusal(scope, receive, send)
         if endpoint == "other":
             return await self.app(scope, receive, send)
-        if scope["method"] == "POST" and (refusal := refuse_body(headers, self.max_body_bytes)):
+        method = scope["method"]
+        if method not in ("POST", "OPTIONS"):  # OPTIONS: a CORS preflight, if BentoML's CORS is enabled
+            labelled(request_metrics().rejected, endpoint, _reason(405)).inc()
+            refusal = error_response(405, f"{method} {path}: send POST", None, {"Allow": "POST"})
+            return await refusal(scope, receive, send)
+        if method == "POST" and (refusal := refuse_body(headers, self.max_body_bytes)):
             labelled(request_metrics().rejected, endpoint, _reason(refusal[0])).inc()
-            return await json_response(*refusal)(scope, receive, send)
+            status, body = refusal
+            return await error_response(status, body["error"], body["field"])(scope, receive, send)
         start, status = time.perf_counter(), [500]
 
         async def send_and_watch(message: dict) -> None:

@@ -4,7 +4,9 @@ Self-contained (pandas and numpy only): it is copied into every bento beside the
 service, so the service validates exactly what the pipeline validated.
 
 A schema is plain data: ``{"features": [{"name", "dtype", "nullable", "min", "max",
-"allowed"}, ...]}`` with dtype ``float``, ``int``, ``string`` or ``bool``. Clean
+"allowed"}, ...], "ignored": [name, ...]}`` with dtype ``float``, ``int``, ``string`` or
+``bool``. ``ignored`` names the dataset's other columns (ids, keys, the target): a request row
+exported with them is accepted and they are dropped; any other unknown key is refused. Clean
 columns take a vectorised fast path; anything suspicious is re-checked value by
 value so the error names the record and the field.
 """
@@ -39,12 +41,13 @@ def _spec(name: str, dtype: str, nullable: bool, low=None, high=None, allowed=No
 
 
 def schema_from_frame(frame: pd.DataFrame, feature_columns: list[str]) -> dict[str, Any]:
-    """A permissive schema (types and nullability only) when no contract is configured."""
+    """A permissive schema (types and nullability only) when no contract is configured; the frame's
+    other columns (the target, ids) are the ones a request may carry and have ignored."""
     features = []
     for col in feature_columns:
         numeric = pd.api.types.is_numeric_dtype(frame[col]) and frame[col].dtype != bool
         features.append(_spec(col, "float" if numeric else "string", bool(frame[col].isna().any())))
-    return {"features": features}
+    return {"features": features, "ignored": [str(c) for c in frame.columns if c not in set(feature_columns)]}
 
 
 def _severity(rule: Any, kind: str) -> str:
@@ -65,7 +68,8 @@ def schema_from_contract(contract: Any, feature_columns: list[str]) -> dict[str,
 
     Duck-typed: ``contract.columns`` holds rules with ``name``, ``dtype``, ``nullable``,
     ``min``, ``max`` and ``allowed``. Bounds and allowed sets are enforced only where the
-    contract blocks on them (a ``warn`` rule must not turn a request away).
+    contract blocks on them (a ``warn`` rule must not turn a request away). The contract's other
+    columns (``feature: false`` ids and keys, the target) are ``ignored``: accepted in a request, dropped.
     """
     rules = {getattr(rule, "name", None): rule for rule in getattr(contract, "columns", ())}
     features = []
@@ -96,7 +100,24 @@ def schema_from_contract(contract: Any, feature_columns: list[str]) -> dict[str,
                 None if allowed is None else list(allowed),
             )
         )
-    return {"features": features}
+    ignored = [str(name) for name in rules if name is not None and name not in set(feature_columns)]
+    return {"features": features, "ignored": ignored}
+
+
+def records_from_body(body: Any) -> Any:
+    """The ``records`` of a parsed request body ``{"records": [...]}``; other top-level keys are ignored."""
+    if not isinstance(body, dict):
+        raise RequestError('body: expected a JSON object {"records": [...]}, got ' + _json_type(body))
+    if "records" not in body:
+        raise RequestError('records: missing; send {"records": [{feature: value, ...}, ...]}', "records")
+    return body["records"]
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    names = {list: "an array", str: "a string", int: "a number", float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _is_number(value: Any) -> bool:
@@ -165,6 +186,7 @@ class RequestValidator:
         self.max_batch = max_batch
         self.names = [f["name"] for f in self.features]
         self.expected = set(self.names)
+        self.ignored = frozenset(schema.get("ignored") or ()) - self.expected
         self.numeric = [f for f in self.features if f["dtype"] in ("float", "int")]
         numeric_names = [f["name"] for f in self.numeric]
         self.position = {name: j for j, name in enumerate(numeric_names)}
@@ -182,7 +204,7 @@ class RequestValidator:
             raise RequestError("records: the batch is empty", "records")
         if len(records) > self.max_batch:
             raise RequestError(f"records: {len(records)} records exceed the limit of {self.max_batch}", "records")
-        expected = self.expected
+        expected, ignored = self.expected, self.ignored
         for i, record in enumerate(records):
             if not isinstance(record, dict):
                 raise RequestError(f"records[{i}]: expected an object keyed by feature name", "records")
@@ -190,8 +212,10 @@ class RequestValidator:
                 missing = [k for k in self.names if k not in record]
                 if missing:
                     raise RequestError(f"records[{i}]: missing field '{missing[0]}'", missing[0])
-                unknown = sorted(str(k) for k in record if k not in expected)
-                raise RequestError(f"records[{i}]: unknown field '{unknown[0][:80]}'", unknown[0][:80])
+                # the features are all there: the other keys must be contract columns (read, never used)
+                unknown = sorted(str(k) for k in record if k not in expected and k not in ignored)
+                if unknown:
+                    raise RequestError(f"records[{i}]: unknown field '{unknown[0][:80]}'", unknown[0][:80])
         block = self._numeric_block(records) if self.numeric else None
         if block is not None and self.floats_only:
             return dict(zip(self.names, block.T, strict=True))

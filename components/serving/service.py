@@ -5,9 +5,10 @@ This file is copied into each bento as ``service.py`` beside ``bento_config.json
 ``components/serving``, which it imports flat (top-level modules inside the bento):
 ``request_schema`` (request validation), ``micro_batching`` (``MicroBatcher``),
 ``answers`` (the per-task answer: JSON writer, OpenAPI models), ``gatekeeper`` (the ASGI
-middleware: API key, body limits, request metrics) and ``traffic_recorder`` (sampled requests and
-answers written for ``mlops monitor --served``). The model is declared at class level so
-the bento records exactly one model version.
+middleware: API key, body limits, request metrics, the one error format), ``api_document`` (what
+``/docs.json`` says: the request body from the contract, the errors, the model's page) and
+``traffic_recorder`` (sampled requests and answers written for ``mlops monitor --served``). The
+model is declared at class level so the bento records exactly one model version.
 
 The answer follows the model's task (``bento_config.json`` ``task`` and ``classes``): a label
 with class probabilities for classifiers, a value for regression (see ``answers``).
@@ -52,10 +53,13 @@ from answers import (
     observe_values,
     response_models,
 )
+from api_document import model_page, openapi_document, request_body_model, request_json_schema
 from fastapi import FastAPI
-from gatekeeper import Gatekeeper, json_response, labelled
+from gatekeeper import Gatekeeper, error_response, labelled
 from micro_batching import MicroBatcher
-from request_schema import RequestError, RequestValidator, frame_from_columns
+from request_schema import RequestError, RequestValidator, frame_from_columns, records_from_body
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.responses import Response
 from traffic_recorder import recorder_from_env
 
@@ -83,6 +87,10 @@ ANSWER = {
     "multiclass": "a label, its probability and every class's probability",
     REGRESSION: "a value",
 }[TASK]
+# The request body as OpenAPI describes it (the contract's features, the batch limits, a held-out
+# example); BentoML passes it to the APIs unrefused, so every 400 is ours (see api_document).
+PredictRequest = request_body_model(request_json_schema(CONFIG["schema"], max_batch=MAX_BATCH,
+                                                        example=CONFIG.get("example")))  # fmt: skip
 
 
 def _bento_tag() -> str | None:
@@ -163,7 +171,28 @@ def _doc(text: str) -> Callable:
     return document
 
 
-http = FastAPI()
+# FastAPI's own /docs and /openapi.json would describe only these routes: /docs.json describes all.
+http = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@http.exception_handler(HTTPException)
+async def _http_error(_: Request, exc: HTTPException) -> Response:
+    """FastAPI's own 4xx (a wrong method on these routes) in the service's error format."""
+    return error_response(exc.status_code, str(exc.detail), None, dict(exc.headers or {}))
+
+
+@http.get("/docs.json", include_in_schema=False)
+def docs() -> dict[str, Any]:
+    """BentoML's document, told the model, its errors and its key. It is served instead of BentoML's own
+    /docs.json because BentoML routes a path to the mounted app first when the app has a route for it."""
+    return _document()
+
+
+@functools.cache
+def _document() -> dict[str, Any]:
+    return openapi_document(Classifier.openapi_spec.asdict(), config=CONFIG, bento_tag=BENTO_TAG,
+                            api_paths=API_PATHS, open_paths=OPEN_PATHS,
+                            key_required=bool(os.environ.get("MLOPS_API_KEY")))  # fmt: skip
 
 
 @http.get("/metadata")
@@ -188,6 +217,7 @@ BENTO_TAG = _bento_tag()
 
 @bentoml.service(
     name=CONFIG["service_name"],
+    description=model_page(CONFIG, BENTO_TAG),  # the bento's README: the same page as /docs.json's
     workers=WORKERS,
     traffic={"timeout": 30},
     # Per-request access logs and OpenTelemetry spans cost more than the model call; the
@@ -228,11 +258,13 @@ class Classifier:
         if low := low_confidence_count(TASK, scores, LOW_CONFIDENCE):
             labelled(self.metrics.low_confidence, self.version).inc(low)
 
-    async def _serve(self, records: list[dict[str, Any]]) -> Response:
+    async def _serve(self, body: Any) -> Response:
         try:
-            columns = self.validate(records)
+            if body.problem is not None:
+                raise RequestError(f"body: not valid JSON ({body.problem})")
+            columns = self.validate(records_from_body(body.value))
         except RequestError as err:
-            return json_response(400, {"error": str(err), "field": err.field})
+            return error_response(400, str(err), err.field)
         answers, scores = await self.batcher(columns)
         if TASK != REGRESSION:
             answers = answers.tolist()  # once: counted and written as plain Python values
@@ -243,15 +275,15 @@ class Classifier:
 
     # The APIs return a ready Response (skips BentoML's per-response schema work); the
     # annotation still documents the body in the OpenAPI spec (the task's fields).
-    @bentoml.api(route="/predict")
+    @bentoml.api(route="/predict", input_spec=PredictRequest)
     @_doc(f"Predict {ANSWER} for each record.")
-    async def predict(self, records: list[dict[str, Any]]) -> Predictions:
-        return await self._serve(records)
+    async def predict(self, body: PredictRequest) -> Predictions:
+        return await self._serve(body)
 
-    @bentoml.api(route="/batch_predict")
-    async def batch_predict(self, records: list[dict[str, Any]]) -> Predictions:
+    @bentoml.api(route="/batch_predict", input_spec=PredictRequest)
+    async def batch_predict(self, body: PredictRequest) -> Predictions:
         """The same contract as /predict, for large batches."""
-        return await self._serve(records)
+        return await self._serve(body)
 
 
 Classifier.add_asgi_middleware(Gatekeeper, api_paths=API_PATHS, open_paths=OPEN_PATHS, max_body_bytes=MAX_BODY_BYTES)

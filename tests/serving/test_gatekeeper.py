@@ -82,7 +82,7 @@ def test_without_the_key_only_the_open_paths_answer(client):
     before = _count("mlops_rejected_requests_total", endpoint="/predict", reason="unauthorized")
     response = client.post("/predict", json_body=[])
     assert response.status_code == 401
-    assert response.json() == {"error": "missing or wrong x-api-key header", "field": "x-api-key"}
+    assert response.json() == {"error": "missing or wrong x-api-key header", "field": "x-api-key", "status": 401}
     assert client.get("/metadata", headers={"x-api-key": "wrong"}).status_code == 401
     assert client.get("/health").text == "inner"
     assert _count("mlops_rejected_requests_total", endpoint="/predict", reason="unauthorized") == before + 1
@@ -95,8 +95,18 @@ def test_with_the_key_api_calls_are_size_checked_and_measured(client):
     assert client.post("/predict", json_body=[], headers=headers).text == "inner"
     response = client.post("/predict", content=b"[" + b"0," * 60 + b"0]", headers=headers)
     assert response.status_code == 413 and response.json()["field"] == "records"
+    assert response.json()["status"] == 413
     assert _count("mlops_request_latency_seconds_count", endpoint="/predict") == before + 1  # refusals not timed
     assert _count("mlops_rejected_requests_total", endpoint="/predict", reason="too_large") == too_large + 1
+
+
+def test_other_methods_on_the_prediction_routes_get_405_in_the_error_format(client):
+    before = _count("mlops_rejected_requests_total", endpoint="/predict", reason="405")
+    response = client.get("/predict", headers={"x-api-key": KEY})
+    assert (response.status_code, response.json()) == (405, {"error": "GET /predict: send POST", "field": None,
+                                                             "status": 405})  # fmt: skip
+    assert client.get("/metadata", headers={"x-api-key": KEY}).text == "inner"  # other routes: the app decides
+    assert _count("mlops_rejected_requests_total", endpoint="/predict", reason="405") == before + 1
 
 
 def test_4xx_answers_from_the_app_are_counted_as_rejections(client):

@@ -3,7 +3,13 @@ import math
 import pandas as pd
 import pytest
 
-from components.serving.request_schema import RequestError, schema_from_frame, validate_records
+from components.serving.request_schema import (
+    RequestError,
+    records_from_body,
+    schema_from_contract,
+    schema_from_frame,
+    validate_records,
+)
 
 SCHEMA = {
     "features": [
@@ -61,3 +67,48 @@ def test_schema_from_frame_types_and_nullability():
         ("a", "float", True),
         ("b", "string", False),
     ]
+
+
+def test_contract_columns_that_are_not_features_are_accepted_and_dropped():
+    schema = {**SCHEMA, "ignored": ["customer_id", "churned"]}
+    frame = validate_records([{**GOOD, "customer_id": "c-17", "churned": None}], schema, max_batch=1)
+    assert list(frame.columns) == ["age", "income", "colour"]
+    with pytest.raises(RequestError, match="unknown field 'colour_code'") as err:
+        validate_records([{**GOOD, "customer_id": 1, "colour_code": 3}], schema, max_batch=1)
+    assert err.value.field == "colour_code"
+    with pytest.raises(RequestError, match="missing field 'age'"):  # an ignored column never stands in for a feature
+        validate_records([{"customer_id": 1, "income": 1.0, "colour": "red"}], schema, max_batch=1)
+
+
+def test_schema_from_contract_ignores_the_contracts_other_columns():
+    from types import SimpleNamespace
+
+    from components.data.contract import ColumnRule
+
+    rules = [ColumnRule(name="id", dtype="int", feature=False), ColumnRule(name="x"), ColumnRule(name="y", dtype="int")]
+    schema = schema_from_contract(SimpleNamespace(columns=rules), ["x"])
+    assert [f["name"] for f in schema["features"]] == ["x"] and schema["ignored"] == ["id", "y"]
+
+
+def test_schema_from_frame_ignores_the_frames_other_columns():
+    frame = pd.DataFrame({"a": [1.0], "b": ["x"], "target": [0]})
+    assert schema_from_frame(frame, ["a", "b"])["ignored"] == ["target"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ([GOOD], None, "expected a JSON object"),
+        ("records", None, "got a string"),
+        ({"rows": [GOOD]}, "records", "records: missing"),
+        ({}, "records", "records: missing"),
+    ],
+)
+def test_a_body_that_is_not_an_object_with_records_is_refused(body, field, message):
+    with pytest.raises(RequestError, match=message) as err:
+        records_from_body(body)
+    assert err.value.field == field
+
+
+def test_keys_beside_records_are_ignored():
+    assert records_from_body({"records": [GOOD], "request_id": "r-1"}) == [GOOD]

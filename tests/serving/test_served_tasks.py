@@ -34,7 +34,7 @@ from components.serving.request_schema import schema_from_frame
 from components.training.families import train_candidate
 
 root, home = Path(sys.argv[1]), Path(sys.argv[2])
-registry.configure_tracking(home)
+registry.configure_tracking(home, experiment="tests")
 iris, diabetes, cancer = (load(as_frame=True) for load in (load_iris, load_diabetes, load_breast_cancer))
 lgbm = {"n_estimators": 20, "learning_rate": 0.2, "num_leaves": 4, "min_child_samples": 5}
 hgb = {"learning_rate": 0.3, "max_iter": 20, "max_leaf_nodes": 8}
