@@ -112,7 +112,7 @@ def build(workdir: Path, family: str) -> tuple[str, str, pd.DataFrame]:
     from components.serving.request_schema import schema_from_frame
     from components.training.families import train_candidate
 
-    registry.configure_tracking(workdir)
+    registry.configure_tracking(workdir, experiment="benchmark")
     frame = read_source("sklearn:breast_cancer")
     X, y = frame.drop(columns="target"), frame["target"]
     model = train_candidate("bench", family, PARAMS[family], X, y, seed=0)

@@ -11,15 +11,14 @@ rejected dataset should not pay.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from components import vocabulary as v
-from components.release import registry
+from components.release import registry, run_records
 from components.release.lineage import lineage_tags
 from flows.steps import RunContext
 
@@ -152,7 +151,8 @@ def version_tags(ctx: RunContext, model: TrainedModel, decision: Any, validation
             v.TAG_DECISION: v.DECISION_PENDING if decision.promote else v.DECISION_KEEP,
             v.TAG_DECISION_REASON: decision.reason[:500],
         }
-        | decision.to_tags()
+        # the gate's reason is decision_reason here (set once: it says why the version is what it is)
+        | {k: x for k, x in decision.to_tags().items() if k != "gate.reason"}
     )
 
 
@@ -260,8 +260,11 @@ def release(ctx: RunContext, *, model: TrainedModel, model_uri: str, child_run_i
                                                                            report_uri)).version  # fmt: skip
     if registered is not None:
         registered.append(version)
+    decision = replace(decision, challenger_version=version)
     out = Released(version, decision, champion)
     mlflow.log_dict(decision.to_dict(), "promotion_decision.json")
+    mlflow.set_tags(run_records.parent_tags(ctx.name, version, decision))
+    run_records.set_model_description(ctx.name, model_description(ctx))
     out.notes.append(run.store_reference(ctx, model, version))
     if decision.promote:
         _package_and_promote(ctx, out, model, frame, test, run)
@@ -271,7 +274,18 @@ def release(ctx: RunContext, *, model: TrainedModel, model_uri: str, child_run_i
         mark_challenger(ctx.name, version, lock_dir=ctx.root / ".mlops")
         out.aliases = [v.ALIAS_CHALLENGER]
     registry.set_version_tags(ctx.name, version, {v.TAG_COMPLETED: "true"})
+    mlflow.set_tag(run_records.DESCRIPTION, run_records.release_description(ctx.name, version, decision, out.aliases,
+                                                                          out.notes))  # fmt: skip
     return out
+
+
+def model_description(ctx: RunContext) -> str:
+    s = ctx.settings
+    contract = None if ctx.contract is None else f"{ctx.contract.name}" + (
+        f" ({s.validate_.contract})" if s.validate_.contract else "")  # fmt: skip
+    return run_records.model_description(ctx.name, task=ctx.task, target=ctx.target, dataset=str(s.data.path),
+                                         primary_metric=str(s.evaluate.primary_metric), contract=contract,
+                                         alias=str(s.promote.alias))  # fmt: skip
 
 
 def _package_and_promote(ctx: RunContext, out: Released, model, frame, test, run: Runner) -> None:
@@ -289,29 +303,11 @@ def _package_and_promote(ctx: RunContext, out: Released, model, frame, test, run
             registry.set_version_tags(name, version, kept)
             out.notes.append(why)
             return
-    outcome = run.promote(ctx, version, out.champion, out.decision.reason)
+    checked = "the gate and infra validation" if infra.enabled else "the gate (infra validation off)"
+    outcome = run.promote(ctx, version, out.champion, f"passed {checked} of run {ctx.run_id}")
     if outcome.promoted:
         registry.set_version_tags(name, version, {v.TAG_DECISION: v.DECISION_PROMOTE})
         out.aliases = [ctx.settings.promote.alias]
         return
     registry.set_version_tags(name, version, {v.TAG_DECISION: v.DECISION_KEEP, v.TAG_DECISION_REASON: outcome.reason})
     out.notes.append(outcome.reason)
-
-
-@contextmanager
-def failures_recorded(name: str, registered: list[str]) -> Iterator[None]:
-    """A run that fails says why: an `error` tag on the MLflow run (which ends FAILED) and, once it has
-    registered a version, `decision=failed` with the reason on that version."""
-    import mlflow
-
-    try:
-        yield
-    except BaseException as err:
-        why = f"{type(err).__name__}: {err}"[:500]
-        with suppress(Exception):  # the original error matters more than a failure to record it
-            mlflow.set_tag(v.TAG_ERROR, why)
-        if registered:
-            with suppress(Exception):
-                registry.set_version_tags(name, registered[0], {v.TAG_DECISION: v.DECISION_FAILED,
-                                                                 v.TAG_DECISION_REASON: why})  # fmt: skip
-        raise

@@ -198,7 +198,7 @@ def release(ctx: RunContext) -> None:
 
     from components.evaluation.metrics import EvalResult
     from components.model.files import load_model
-    from components.release import registry
+    from components.release import registry, run_records
     from components.release.lineage import git_commit
     from components.training.search import CandidateOutcome
     from flows import release_steps
@@ -211,9 +211,10 @@ def release(ctx: RunContext) -> None:
     test = read(ctx, "split", "test.parquet")
     validation = read_json(ctx.out_dir / "metrics" / "validation.json")["validation"]
     model = load_model(ctx.out_dir / "models" / result["chosen"])
-    registry.configure_tracking(ctx.root)
+    registry.configure_tracking(ctx.root, experiment=ctx.name)  # one experiment per model
     registered: list[str] = []
-    with mlflow.start_run(run_name="dvc-release") as parent, release_steps.failures_recorded(ctx.name, registered):
+    name = run_records.parent_run_name(ctx.name, ctx.md5, ctx.driver)
+    with mlflow.start_run(run_name=name) as parent, run_records.failures_recorded(ctx.name, registered):
         ctx = replace(ctx, run_id=parent.info.run_id, commit=git_commit(ctx.root))
         mlflow.set_tags(release_steps.run_tags(ctx))
         release_steps.log_run_inputs(ctx)

@@ -17,7 +17,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from components.release import registry
+from components.release import registry, run_records
 from components.release.lineage import git_commit
 from components.release.summary import (
     redact_uri,
@@ -103,7 +103,7 @@ def training_pipeline(
     logger = get_run_logger()
     prepare_environment(Path(params_path).resolve().parent)
     ctx = steps.resolve(params_path, overrides, data_path, contract)
-    tracking_uri = registry.configure_tracking(ctx.root)
+    tracking_uri = registry.configure_tracking(ctx.root, experiment=ctx.name)  # one experiment per model
     frame, md5 = load_task(ctx)
     ctx = steps.fingerprinted(ctx, md5)
     tag_flow_run(f"model:{ctx.name}", f"dataset:{md5[:12]}")
@@ -119,8 +119,8 @@ def training_pipeline(
     with (
         ChildProcess(warm=steps.VALIDATION_IMPORTS) as validator,
         engine,
-        mlflow.start_run(run_name="training-pipeline") as parent,
-        release_steps.failures_recorded(ctx.name, registered),
+        mlflow.start_run(run_name=run_records.parent_run_name(ctx.name, md5, ctx.driver)) as parent,
+        run_records.failures_recorded(ctx.name, registered),
     ):
         ctx = replace(ctx, run_id=parent.info.run_id, commit=git_commit(ctx.root))
         mlflow.set_tags(release_steps.run_tags(ctx))
@@ -153,7 +153,10 @@ def training_pipeline(
                               splits=splits.sizes(), validation=f"{steps.validation_note(report)}; drift vs "
                               f"{reference_note} (report: {report_uri})", test_metrics=assessment.metrics,
                               tracking_uri=redact_uri(tracking_uri), notes=[fits.note(), *released.notes])  # fmt: skip
-        mlflow.log_text(render_markdown(summary), "summary.md")
+        markdown = render_markdown(summary)
+        mlflow.log_text(markdown, "summary.md")
+        link = f"Registered {run_records.version_link(ctx.name, released.version)}.\n\n"
+        mlflow.set_tag(run_records.DESCRIPTION, link + markdown)  # the run page shows the summary as its description
         mlflow.log_dict(summary.to_dict(), "summary.json")
     logger.info("chosen %s, registered %s v%s, aliases %s", best.candidate, ctx.name, released.version,
                 released.aliases)  # fmt: skip

@@ -25,7 +25,6 @@ from components.model.trained import TrainedModel, canonical_frame
 
 log = logging.getLogger(__name__)
 
-EXPERIMENT = "training-pipeline"
 _uris_we_set: set[str] = set()
 # What ships inside every MLflow model: the model package, and nothing else of components/.
 _MODEL_PACKAGE = Path(__file__).resolve().parents[1] / "model"
@@ -39,8 +38,13 @@ class RegisteredVersion:
     model_uri: str
 
 
-def configure_tracking(root: str | Path) -> str:
-    """Point MLflow at ``MLFLOW_TRACKING_URI`` or the project's SQLite store; return the URI."""
+def configure_tracking(root: str | Path, experiment: str | None = None) -> str:
+    """Point MLflow at ``MLFLOW_TRACKING_URI`` or the project's SQLite store; return the URI.
+
+    ``experiment``: where new runs go, created when missing (a training run passes its registered
+    model's name: one experiment per model). Without it no experiment is created, for commands
+    that only read or tag existing runs.
+    """
     import mlflow
 
     root = Path(root).resolve()
@@ -52,15 +56,23 @@ def configure_tracking(root: str | Path) -> str:
     if not user_uri and os.environ.get("MLFLOW_TRACKING_URI"):
         _uris_we_set.add(os.environ["MLFLOW_TRACKING_URI"])
     mlflow.set_registry_uri(uri)
-    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-        location = None if uri.startswith("http") else (root / "mlartifacts").as_uri()
-        try:
-            mlflow.create_experiment(EXPERIMENT, artifact_location=location)
-        except Exception:  # another process created it first
-            if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-                raise
-    mlflow.set_experiment(EXPERIMENT)
+    if experiment is not None:
+        use_experiment(experiment, None if uri.startswith("http") else root / "mlartifacts")
     return uri
+
+
+def use_experiment(name: str, artifacts: Path | None) -> None:
+    """Make ``name`` the experiment of new runs; a new one keeps its artifacts under ``artifacts``
+    (None: the tracking server's default), not in a ``mlruns`` folder of whatever directory we run in."""
+    import mlflow
+
+    if mlflow.get_experiment_by_name(name) is None:
+        try:
+            mlflow.create_experiment(name, artifact_location=artifacts.as_uri() if artifacts else None)
+        except Exception:  # another process created it first
+            if mlflow.get_experiment_by_name(name) is None:
+                raise
+    mlflow.set_experiment(name)
 
 
 # The libraries a model family needs beyond what every model needs (components.training.candidate_settings).

@@ -36,7 +36,7 @@ from components.serving.request_schema import schema_from_frame
 from components.training.families import train_candidate
 
 root, home = Path(sys.argv[1]), Path(sys.argv[2])
-registry.configure_tracking(home)
+registry.configure_tracking(home, experiment="tests")
 frame = read_source("sklearn:breast_cancer").sample(200, random_state=0)
 X, y = frame.drop(columns="target"), frame["target"]
 model = train_candidate("logreg", "sklearn_logreg", {"C": 1.0, "max_iter": 500}, X, y, seed=0)

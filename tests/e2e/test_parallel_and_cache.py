@@ -42,7 +42,7 @@ def test_every_trial_is_an_mlflow_child_run_of_its_candidate(dask_and_local):
     project, on_dask, _ = dask_and_local
     registry.configure_tracking(project)
     client = registry.client()
-    experiment = client.get_experiment_by_name(registry.EXPERIMENT).experiment_id
+    experiment = client.get_experiment_by_name(on_dask["registered_model"]).experiment_id  # one per model
     children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{on_dask['run_id']}'")
     by_name = {r.info.run_name: r for r in children}
     assert set(by_name) == SEARCHED

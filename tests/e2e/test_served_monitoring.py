@@ -35,7 +35,7 @@ from components.training.families import train_candidate
 from tests.data.task_frames import wine_frame
 
 root, home, name = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-registry.configure_tracking(home)
+registry.configure_tracking(home, experiment="tests")
 frame = wine_frame(seed=0)
 X, y = frame.drop(columns="cultivar"), frame["cultivar"]
 train = X.sample(frac=0.7, random_state=0)

@@ -53,6 +53,36 @@ def test_version_carries_lineage_tags_and_an_exact_bento(project, two_runs):
     assert config["low_confidence_threshold"] == 0.6 and config["max_batch"] == 1000  # from params serve.*
 
 
+def test_mlflow_tells_the_story_of_a_run(project, two_runs):
+    """One experiment named after the model; the parent run named by model, data and driver, its description the
+    summary with a link to the version, the gate's verdict in its tags; the decision names its challenger; the
+    registered model says what it is; each version tag states a fact once."""
+    first, second = two_runs
+    registry.configure_tracking(project)
+    client = registry.client()
+    experiment = client.get_experiment_by_name(MODEL)
+    assert experiment is not None and client.get_experiment_by_name("training-pipeline") is None
+    parent = client.get_run(second["run_id"])
+    assert parent.info.experiment_id == experiment.experiment_id
+    assert parent.info.run_name == f"{MODEL} · {second['dataset_md5'][:8]} · prefect"
+    tags = parent.data.tags
+    assert tags["gate.decision"] == "promote" and tags["gate.reason"] == second["decision"]
+    assert tags["registered_version"] == second["version"] == tags["gate.challenger_version"]
+    description = tags["mlflow.note.content"]
+    assert description.startswith(f"Registered [{MODEL} v2](#/models/{MODEL}/versions/2).")
+    assert second["decision"] in description and "| candidate |" in description
+    decision = json.loads(Path(mlflow.artifacts.download_artifacts(f"runs:/{second['run_id']}/promotion_decision.json"))
+                          .read_text())  # fmt: skip
+    assert decision["challenger_version"] == "2" and decision["champion_version"] == "1"
+
+    about = client.get_registered_model(MODEL).description
+    assert "a binary model predicting `target`" in about and "`@champion`" in about and "`@challenger`" in about
+    version_tags = client.get_model_version(MODEL, second["version"]).tags
+    assert "gate.reason" not in version_tags and version_tags["decision_reason"] == second["decision"]
+    assert [k for k, x in version_tags.items() if x == second["decision"]] == ["decision_reason"]
+    assert version_tags["promotion.reason"] == f"passed the gate and infra validation of run {second['run_id']}"
+
+
 def test_same_data_and_params_give_identical_metrics(two_runs):
     first, second = two_runs
     assert first["candidates"] == second["candidates"]
@@ -209,6 +239,11 @@ def test_crash_between_registration_and_promotion_leaves_champion_alone(project,
     registry.configure_tracking(project)
     orphan = registry.list_versions(MODEL)[0]
     assert orphan["aliases"] == [] and "completed" not in orphan["tags"]
+    failed = registry.client().get_run(orphan["tags"]["pipeline_run_id"])  # the run says why, on its page
+    assert failed.info.status == "FAILED"
+    assert failed.data.tags["error"] == "RuntimeError: injected crash before promotion"
+    assert failed.data.tags["mlflow.note.content"].startswith("**FAILED**: RuntimeError: injected crash")
+    assert orphan["tags"]["decision"] == "failed"
     assert registry.alias_version(MODEL, "champion") == champion_before
     monkeypatch.undo()
     again = training_pipeline(params_path=params, overrides=[*FAST, "promote.margin=0.02"])

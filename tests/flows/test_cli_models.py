@@ -42,7 +42,7 @@ def _register(root: Path) -> None:
     """Register VERSIONS in ``root``'s store; A: champion v2, previous v1; B: champion v2; C: no alias."""
     import mlflow
 
-    registry.configure_tracking(root)
+    registry.configure_tracking(root, experiment="tests")
     client = registry.client()
     for name, versions in VERSIONS.items():
         client.create_registered_model(name)

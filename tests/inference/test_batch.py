@@ -212,7 +212,7 @@ def test_the_champion_resolves_to_its_version_contract_training_data_and_scorer(
     from tests.conftest import ROOT
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    registry.configure_tracking(tmp_path)
+    registry.configure_tracking(tmp_path, experiment="tests")
     settings = load_settings(ROOT / "params.yaml")
     contract, model, train = trained["binary", "sklearn_logreg"]
     (tmp_path / "contracts").mkdir()
@@ -315,7 +315,7 @@ def _register(tmp_path, monkeypatch, model, train) -> dict:
     from components.release import registry
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    registry.configure_tracking(tmp_path)
+    registry.configure_tracking(tmp_path, experiment="tests")
     with mlflow.start_run() as run:
         uri = registry.log_model(model, train.drop(columns="target"))
     version = registry.register(uri, "toy", run.info.run_id, {}).version

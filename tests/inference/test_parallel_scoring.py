@@ -70,7 +70,7 @@ def champion(tmp_path_factory):
     import mlflow
 
     root = tmp_path_factory.mktemp("store")
-    registry.configure_tracking(root)
+    registry.configure_tracking(root, experiment="tests")
     train = make_frame("multiclass", 300, 0)
     model = train_candidate("hgb", "sklearn_hgb", {"learning_rate": 0.2, "max_iter": 20, "max_leaf_nodes": 8},
                             train.drop(columns="target"), train["target"], seed=0, task="multiclass")  # fmt: skip

@@ -41,7 +41,7 @@ def project(tmp_path_factory) -> dict:
 
     root = tmp_path_factory.mktemp("lineage")
     shutil.copy(ROOT / "params.yaml", root / "params.yaml")
-    registry.configure_tracking(root)
+    registry.configure_tracking(root, experiment="tests")
     train = make_frame("binary", 240, 0)
     model = train_candidate("hgb", "sklearn_hgb", {"learning_rate": 0.2, "max_iter": 20, "max_leaf_nodes": 8},
                             train.drop(columns="target"), train["target"], seed=0)  # fmt: skip

@@ -47,7 +47,7 @@ def test_log_model_describes_multiclass_and_regression_outputs(tmp_path, monkeyp
     from components.training.families import train_candidate
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    registry.configure_tracking(tmp_path)
+    registry.configure_tracking(tmp_path, experiment="tests")
     (X, y), (Xr, yr) = _iris_and_diabetes()
     lgbm = {"n_estimators": 5, "learning_rate": 0.3, "num_leaves": 4, "min_child_samples": 5}
     multiclass = train_candidate("mc", "lightgbm", lgbm, X, y, seed=0, task="multiclass")
