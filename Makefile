@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast serve ui lint bench clean
+.PHONY: run test test-fast serve ui lint bench clean chromium screenshots
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,8 +17,22 @@ run: $(STAMP)  ## ingest the default dataset, version it with DVC, run the train
 	$(BIN)/dvc add --quiet data
 	$(BIN)/mlops run
 
-test: $(STAMP)  ## the whole suite, slow end-to-end tests included
+test: $(STAMP) chromium  ## the whole suite, slow end-to-end tests included
 	$(BIN)/pytest
+
+# Debian's chromium for the browser test (tests/e2e/test_ui_browser.py), installed when it is missing and
+# we are root or have passwordless sudo. Never fails: without it the browser test skips and says why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	  else echo "chromium: not installed (not root, no passwordless sudo): the browser test will skip"; exit 0; fi; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+	    && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+	    || echo "chromium: apt-get install failed: the browser test will skip"; }
+
+screenshots: $(STAMP) chromium  ## docs/screenshots/*.png: the MLflow, Prefect and Swagger pages after a small run
+	$(BIN)/python -m tests.e2e.ui_pages docs/screenshots
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow"

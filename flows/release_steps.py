@@ -33,7 +33,13 @@ def run_tags(ctx: RunContext) -> dict[str, str]:
     """Tags of the driver's parent MLflow run: what it trained on and with."""
     return {v.TAG_DATASET_MD5: ctx.md5, v.TAG_GIT_COMMIT: ctx.commit, v.TAG_PARAMS_HASH: ctx.phash,
             v.TAG_CODE_HASH: ctx.code_hash, v.TAG_FINGERPRINT: ctx.fingerprint, v.TAG_DRIVER: ctx.driver,
-            "run_dir": str(ctx.out_dir)}  # fmt: skip
+            "run_dir": _under_project(ctx)}  # fmt: skip
+
+
+def _under_project(ctx: RunContext) -> str:
+    """The run's folder relative to the project (what a reader can find), absolute only when it is elsewhere."""
+    out = ctx.out_dir.resolve()
+    return str(out.relative_to(ctx.root.resolve())) if out.is_relative_to(ctx.root.resolve()) else str(out)
 
 
 def log_run_inputs(ctx: RunContext) -> None:

@@ -193,7 +193,15 @@ def test_a_dvc_release_and_a_flow_run_give_the_same_version(repo, prefect_harnes
     prefect, dvc_ = versions["prefect"], versions["dvc"]
     assert set(prefect["tags"]) == set(dvc_["tags"])
     assert prefect["tags"]["driver"] == "prefect" and dvc_["tags"]["driver"] == "dvc"
-    for key in ("decision", "gate.decision", "decision_reason", "candidate", "dataset_md5", "fingerprint", "params_hash"):
+    for key in (
+        "decision",
+        "gate.decision",
+        "decision_reason",
+        "candidate",
+        "dataset_md5",
+        "fingerprint",
+        "params_hash",
+    ):
         assert prefect["tags"][key] == dvc_["tags"][key], key
     assert "labels equal" in prefect["tags"]["infra_validation"] and "labels equal" in dvc_["tags"]["infra_validation"]
     test_metrics = {k: x for k, x in prefect["metrics"].items() if k.startswith("test_")}
