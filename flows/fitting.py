@@ -64,6 +64,10 @@ class FitEngine:
             api_url = _api_url() or _ephemeral_api_url()
             self.local = BackgroundCluster(parallel.n_workers, env={"PREFECT_API_URL": api_url}, warm=_warm_worker,
                                            what="train.parallel")  # fmt: skip
+        else:
+            # Fits run here: import their stack (skops alone takes seconds) while the data is validated in
+            # the validation child, instead of in the first fit.
+            threading.Thread(target=_warm_worker, name="warm-fit-imports", daemon=True).start()
 
     def runner(self):
         """A Prefect task runner on this engine (waits for the local cluster to be up)."""

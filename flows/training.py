@@ -24,10 +24,10 @@ from components.release.summary import (
     render_decision_markdown,
     render_markdown,
     run_summary,
-    skipped_summary,
 )
 from flows import release_steps, steps
 from flows.child_process import ChildProcess
+from flows.completed_run import nothing_changed
 from flows.fitting import FitEngine, train_and_choose
 
 IO_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 5, 15]}
@@ -108,9 +108,8 @@ def training_pipeline(
     ctx = steps.fingerprinted(ctx, md5)
     tag_flow_run(f"model:{ctx.name}", f"dataset:{md5[:12]}")
     logger.info("dataset %s md5 %s: %d rows", ctx.settings.data.path, md5, len(frame))
-    done = registry.find_completed(ctx.name, ctx.fingerprint)
-    if done is not None and not force:
-        summary = skipped_summary(ctx, done, redact_uri(tracking_uri))
+    summary = None if force else nothing_changed(ctx, tracking_uri)
+    if summary is not None:
         logger.info(summary.decision)
         return _published(summary)
 

@@ -108,11 +108,14 @@ def render_markdown(s: RunSummary) -> str:
     return "\n".join(lines) + "\n"
 
 
-def skipped_summary(ctx: Any, version: dict[str, Any], tracking_uri: str) -> RunSummary:
-    """Nothing changed since ``version`` (a row of registry.list_versions): train nothing, register nothing."""
+def skipped_summary(ctx: Any, version: dict[str, Any], tracking_uri: str, champion: str | None = None) -> RunSummary:
+    """Nothing changed since ``version`` (a row of registry.list_versions): train nothing, register nothing.
+    ``champion``: the version holding the alias now, which the run leaves where it is."""
+    alias = ctx.settings.promote.alias
+    kept = f"@{alias} stays on v{champion}" if champion else f"no version holds @{alias}"
     note = (
         f"nothing changed since {ctx.name} v{version['version']} (same dataset md5, params and code: "
-        f"fingerprint {ctx.fingerprint}); nothing trained or registered. Use --force to train anyway."
+        f"fingerprint {ctx.fingerprint}); nothing trained or registered, {kept}. Use --force to train anyway."
     )
     return RunSummary(dataset_path=ctx.settings.data.path, dataset_md5=ctx.md5, n_rows=0, split_sizes={},
                       validation="skipped", candidates={}, chosen=None, registered_model=ctx.name,

@@ -112,6 +112,28 @@ def test_rerun_with_nothing_changed_trains_and_registers_nothing(project, two_ru
     assert changed["skipped"] is False and len(registry.list_versions(MODEL)) == before + 1
 
 
+def test_nothing_changed_from_the_cli_is_answered_before_prefect_starts(project, two_runs, capsys):
+    """`mlops run` on the temporary API with nothing changed: no flow run, no MLflow run, no version; it says
+    which finished version it matched and which version keeps @champion."""
+    from prefect.client.orchestration import get_client
+
+    from flows.cli.main import main
+
+    registry.configure_tracking(project)
+    client = registry.client()
+    experiment = client.get_experiment_by_name(MODEL).experiment_id
+    before = (len(registry.list_versions(MODEL)), len(client.search_runs([experiment])))
+    with get_client(sync_client=True) as prefect:
+        flow_runs = len(prefect.read_flow_runs())
+        argv = ["--params", str(project / "params.yaml"), "run", *(a for s in FAST for a in ("--set", s))]
+        assert main(argv) == 0
+        assert len(prefect.read_flow_runs()) == flow_runs
+    printed = capsys.readouterr().out
+    champion = registry.alias_version(MODEL, "champion")
+    assert f"nothing changed since {MODEL} v2 " in printed and f"@champion stays on v{champion}" in printed
+    assert (len(registry.list_versions(MODEL)), len(client.search_runs([experiment]))) == before
+
+
 def test_summary_names_the_next_commands(two_runs):
     md = two_runs[0]["markdown"]
     assert "mlflow ui --backend-store-uri sqlite:///" in md and "mlops serve" in md

@@ -1,0 +1,44 @@
+"""Nothing changed: a finished version already has this run's fingerprint (dataset md5, params, contract, code).
+
+Both ways in answer it with :func:`nothing_changed`: the training flow, after loading the data, and
+`mlops run` on Prefect's temporary API, before any flow starts (:func:`completed_run`). This module
+imports neither Prefect nor the training stack, so that answer costs the registry query and little else.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from components.release import registry
+from components.release.summary import RunSummary, redact_uri, render_markdown, skipped_summary
+from flows import steps
+
+
+def nothing_changed(ctx: steps.RunContext, tracking_uri: str) -> RunSummary | None:
+    """The skipped run's summary when a finished version has ``ctx``'s fingerprint, naming the champion it keeps."""
+    done = registry.find_completed(ctx.name, ctx.fingerprint)
+    if done is None:
+        return None
+    champion = registry.alias_version(ctx.name, ctx.settings.promote.alias)
+    return skipped_summary(ctx, done, redact_uri(tracking_uri), champion)
+
+
+def completed_run(params_path: str = "params.yaml", overrides: list[str] | None = None, data_path: str | None = None,
+                  contract: str | None = None) -> dict[str, Any] | None:  # fmt: skip
+    """What the training flow would answer when nothing changed, found without Prefect: `mlops run` then
+    neither starts nor stops a temporary Prefect server for a run that trains nothing. None when there is
+    work to do, or when the data is missing (the flow says why)."""
+    from components.data.dataset import file_md5
+    from flows.runtime import prepare_environment
+
+    prepare_environment(Path(params_path).resolve().parent)
+    ctx = steps.resolve(params_path, overrides, data_path, contract)
+    if not ctx.data_path.is_file():
+        return None
+    tracking_uri = registry.configure_tracking(ctx.root)
+    summary = nothing_changed(steps.fingerprinted(ctx, file_md5(ctx.data_path)), tracking_uri)
+    if summary is None:
+        return None
+    return json.loads(json.dumps(summary.to_dict(), default=str)) | {"markdown": render_markdown(summary)}
