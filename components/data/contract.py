@@ -272,13 +272,17 @@ def contract_from_dict(d: dict) -> Contract:
         raise ContractError(f"contract: {err}") from None
 
 
-def load_contract(path: str | Path) -> Contract:
-    """Read a contract YAML file; a missing file or invalid YAML is a ContractError too."""
+def read_contract_yaml(path: str | Path) -> Any:
+    """A contract file's YAML, parsed (tables and images alike); a missing file or invalid YAML is a ContractError."""
     path = Path(path)
     if not path.is_file():
         raise ContractError(f"contract file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise ContractError(f"{path}: not valid YAML: {err}") from None
-    return contract_from_dict(data)
+
+
+def load_contract(path: str | Path) -> Contract:
+    """Read a contract YAML file; a missing file or invalid YAML is a ContractError too."""
+    return contract_from_dict(read_contract_yaml(path))

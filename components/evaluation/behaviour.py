@@ -200,11 +200,7 @@ def run_behaviour_tests(
     checked = [check_spec(spec, frame, i, task, model.classes) for i, spec in enumerate(specs)]
     if len(frame) == 0 and any(spec["kind"] != "golden" for spec in checked):
         raise ValueError("invariance and directional tests need a non-empty frame")
-    seen: dict[str, int] = {}
-    for spec in checked:  # names key the results in the gate decision, so keep them unique
-        seen[spec["name"]] = seen.get(spec["name"], 0) + 1
-        if seen[spec["name"]] > 1:
-            spec["name"] = f"{spec['name']}#{seen[spec['name']]}"
+    unique_names(checked)
     base = None
     results = []
     for spec in checked:
@@ -216,3 +212,12 @@ def run_behaviour_tests(
             passed, detail, numbers = run(spec, model, frame, base)
         results.append(BehaviourResult(spec["name"], spec["kind"], bool(passed), detail, numbers))
     return results
+
+
+def unique_names(specs: list[dict[str, Any]]) -> None:
+    """Number repeated test names (``name#2``, ...): names key the results in the gate decision."""
+    seen: dict[str, int] = {}
+    for spec in specs:
+        seen[spec["name"]] = seen.get(spec["name"], 0) + 1
+        if seen[spec["name"]] > 1:
+            spec["name"] = f"{spec['name']}#{seen[spec['name']]}"

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from components.evaluation.behaviour import BehaviourResult
+from components.evaluation.behaviour import BehaviourResult, unique_names
 from components.evaluation.behaviour_specs import class_index
 from components.images.pixels import ImageSpec, load_pixels
 
@@ -193,11 +193,7 @@ def run_image_behaviour(
     images = np.asarray(images, dtype=np.float32)
     if any(s["kind"] != "golden" for s in checked) and (images.ndim != 4 or len(images) == 0):
         raise ValueError(f"invariance tests need images (n, C, H, W) with n >= 1, got shape {images.shape}")
-    seen: dict[str, int] = {}
-    for spec in checked:  # names key the results in the gate decision, so keep them unique
-        seen[spec["name"]] = seen.get(spec["name"], 0) + 1
-        if seen[spec["name"]] > 1:
-            spec["name"] = f"{spec['name']}#{seen[spec['name']]}"
+    unique_names(checked)
     base = None
     results = []
     for spec in checked:

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from components.data.contract_sections import task_from_labels
 from components.data.errors import ContractError
 
@@ -157,14 +155,9 @@ def image_contract_from_dict(d: Any) -> ImageContract:
 
 def load_image_contract(path: str | Path) -> ImageContract:
     """Read an image contract YAML file; a missing file or invalid YAML is a ContractError too."""
-    path = Path(path)
-    if not path.is_file():
-        raise ContractError(f"contract file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ContractError(f"{path}: not valid YAML: {err}") from None
-    return image_contract_from_dict(data)
+    from components.data.contract import read_contract_yaml
+
+    return image_contract_from_dict(read_contract_yaml(path))
 
 
 def contract_kind(data: Any) -> str:
