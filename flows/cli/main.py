@@ -222,14 +222,14 @@ def main(argv: list[str] | None = None) -> int:
 def leave(code: int) -> NoReturn:
     """End the `mlops` process without tearing the interpreter down.
 
-    Everything a normal exit does for us still happens: threads that are not daemons are waited
-    for, exit handlers run (Prefect stops its temporary API there), logs and streams are flushed.
+    Everything a normal exit does for us still happens: threads that are not daemons are stopped and
+    waited for, exit handlers run (Prefect stops its temporary API there), logs and streams are flushed.
     What is skipped is freeing every module and object one by one (torch, pandas, GX, MLflow), which
     took 3.7 to 6.4 s after the last exit handler on every run (benchmarks/RESULTS.md, issue 19).
     """
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+    # What the interpreter does at exit, in its order: threading's own exit hooks (Prefect and MLflow
+    # stop their worker threads there), joining the threads that are not daemons, then atexit handlers.
+    threading._shutdown()  # type: ignore[attr-defined]
     atexit._run_exitfuncs()
     logging.shutdown()
     sys.stdout.flush()
