@@ -85,6 +85,16 @@ FAST = [
 # FAST with logreg and hgb only: for tests of what comes after choosing (scoring, monitoring).
 TWO_CANDIDATES = [*FAST, "train.candidates.rf.enabled=false", "train.candidates.lgbm.enabled=false",
                   "train.candidates.mlp.enabled=false"]  # fmt: skip
+# logreg fitted as written and hgb searched (2 trials): the fits the UIs name (`fit logreg`, `fit hgb · trial N`),
+# no torch, no infra validation.
+NAMED_FITS = [
+    *FAST,
+    *(f"train.candidates.{c}.enabled=false" for c in ("rf", "lgbm", "mlp")),
+    "train.candidates.logreg.search=null",
+    "train.search.n_trials=2",
+    "train.search.batch_size=2",
+    "package.infra_validation.enabled=false",
+]
 
 
 def cli(*argv) -> int:

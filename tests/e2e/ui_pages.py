@@ -24,21 +24,11 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import FAST, ROOT, make_project
+from tests.conftest import NAMED_FITS, ROOT, make_project
 from tests.e2e.test_prefect_server import background, clean_env, free_port, wait_healthy
 
 BIN = Path(sys.executable).parent
 MODEL = "breast-cancer-classifier"
-# logreg fitted as written, hgb searched (two trials, so the Prefect UI shows `fit hgb · trial N`), no
-# infra validation (the bento is served below anyway): about a minute on two cores.
-OVERRIDES = [
-    *FAST,
-    *(f"train.candidates.{c}.enabled=false" for c in ("rf", "lgbm", "mlp")),
-    "train.candidates.logreg.search=null",
-    "train.search.n_trials=2",
-    "train.search.batch_size=2",
-    "package.infra_validation.enabled=false",
-]
 VIEWPORT = {"width": 1200, "height": 800}
 WAIT_MS = 60_000  # for one element of a page to appear: the single-page apps fetch after they load
 
@@ -172,7 +162,7 @@ def mlflow_server(project: Path, tmp: Path) -> Iterator[tuple[str, subprocess.Po
 def train(project: Path, env: dict[str, str], tmp: Path) -> None:
     """`mlops run` on the project, its flow run recorded by the Prefect server in ``env``."""
     cmd = [str(BIN / "mlops"), "--params", str(project / "params.yaml"), "run"]
-    cmd += [arg for override in OVERRIDES for arg in ("--set", override)]
+    cmd += [arg for override in NAMED_FITS for arg in ("--set", override)]
     proc = subprocess.run(cmd, env=env, cwd=project, capture_output=True, text=True, timeout=600, check=False)
     (tmp / "mlops-run.log").write_text(proc.stdout + proc.stderr)
     assert proc.returncode == 0, f"mlops run failed ({proc.returncode}):\n{(proc.stdout + proc.stderr)[-4000:]}"

@@ -8,18 +8,9 @@ from uuid import UUID
 import pytest
 
 from flows.runtime import TASK_COMPLETED_LINE, prepare_environment
-from tests.conftest import FAST, make_project
+from tests.conftest import NAMED_FITS, make_project
 
 MODEL = "breast-cancer-classifier"
-# logreg fitted as written, hgb searched (2 trials), no torch, no bento server: the Prefect side is what counts.
-OVERRIDES = [
-    *FAST,
-    *(f"train.candidates.{c}.enabled=false" for c in ("rf", "lgbm", "mlp")),
-    "train.candidates.logreg.search=null",
-    "train.search.n_trials=2",
-    "train.search.batch_size=2",
-    "package.infra_validation.enabled=false",
-]
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +21,7 @@ def run(tmp_path_factory, prefect_harness):
     from flows.training import training_pipeline
 
     root = make_project(tmp_path_factory.mktemp("prefect-ui"), rows=200)
-    state = training_pipeline(params_path=str(root / "params.yaml"), overrides=OVERRIDES, return_state=True)
+    state = training_pipeline(params_path=str(root / "params.yaml"), overrides=NAMED_FITS, return_state=True)
     result = state.result()
     APILogHandler().flush()  # the log worker sends in batches: wait for the last one
     return state.state_details.flow_run_id, result

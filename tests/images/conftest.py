@@ -3,6 +3,7 @@
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -59,3 +60,25 @@ def digits_contract(**changes) -> ImageContract:
         "severity": {"unknown_label": "block"},
     }
     return ImageContract(**(base | changes))
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """train / val / test pixels (n, 1, 8, 8) in [0, 1] and text labels, from sklearn's bundled digits."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    data = load_digits()
+    X, y = (data.images / 16.0).astype(np.float32)[:, None], data.target.astype(str)
+    X_rest, X_test, y_rest, y_test = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
+    X_train, X_val, y_train, y_val = train_test_split(X_rest, y_rest, test_size=0.2, random_state=0, stratify=y_rest)
+    return {"train": (X_train, y_train), "val": (X_val, y_val), "test": (X_test, y_test)}
+
+
+@pytest.fixture(scope="module")
+def cnn(digits):
+    """The CNN trained with augmentation (as the digits contract's translation test needs), seed 0."""
+    from components.images.image_model import TORCH_CNN, train_image_candidate
+
+    (X, y), (X_val, y_val) = digits["train"], digits["val"]
+    return train_image_candidate("cnn", TORCH_CNN, {"augment": True}, X, y, X_val, y_val, seed=0)

@@ -8,14 +8,12 @@ without augmentation keeps 99% under brightness but only 54-66% under a move. Th
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
 from sklearn.metrics import precision_recall_fscore_support
-from sklearn.model_selection import train_test_split
 
 from components.evaluation.behaviour import BehaviourResult
 from components.evaluation.slices import slice_metrics
 from components.images.behaviour import check_image_spec, run_image_behaviour, translated
-from components.images.image_model import SKLEARN_LOGREG, TORCH_CNN, train_image_candidate
+from components.images.image_model import SKLEARN_LOGREG, train_image_candidate
 from components.images.pixels import ImageSpec
 from components.images.slices import class_slice_metrics
 from components.release.gates import GatePolicy, decide
@@ -28,22 +26,6 @@ INVARIANCE = [
     {"name": "darker", "kind": "brightness", "delta": -0.1, "min_agreement": 0.9},
     {"name": "moved", "kind": "translation", "pixels": 1, "min_agreement": 0.85},
 ]
-
-
-@pytest.fixture(scope="module")
-def digits():
-    """train / val / test pixels (n, 1, 8, 8) in [0, 1] and text labels, from sklearn's bundled digits."""
-    data = load_digits()
-    X, y = (data.images / 16.0).astype(np.float32)[:, None], data.target.astype(str)
-    X_rest, X_test, y_rest, y_test = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
-    X_train, X_val, y_train, y_val = train_test_split(X_rest, y_rest, test_size=0.2, random_state=0, stratify=y_rest)
-    return {"train": (X_train, y_train), "val": (X_val, y_val), "test": (X_test, y_test)}
-
-
-@pytest.fixture(scope="module")
-def cnn(digits):
-    (X, y), (X_val, y_val) = digits["train"], digits["val"]
-    return train_image_candidate("cnn", TORCH_CNN, {"augment": True}, X, y, X_val, y_val, seed=0)
 
 
 class OnePixelModel:

@@ -12,10 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
-from components.images.image_model import SKLEARN_LOGREG, TORCH_CNN, train_image_candidate
+from components.images.image_model import SKLEARN_LOGREG, train_image_candidate
 from components.images.model_files import load_image_model, save_image_model
 from components.images.quantize import (
     QUANTIZATION_RECIPE,
@@ -29,21 +27,6 @@ from components.images.quantize import (
 from components.training.families import train_candidate
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    data = load_digits()
-    X, y = (data.images / 16.0).astype(np.float32)[:, None], data.target.astype(str)
-    X_rest, X_test, y_rest, y_test = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
-    X_train, X_val, y_train, y_val = train_test_split(X_rest, y_rest, test_size=0.2, random_state=0, stratify=y_rest)
-    return {"train": (X_train, y_train), "val": (X_val, y_val), "test": (X_test, y_test)}
-
-
-@pytest.fixture(scope="module")
-def cnn(digits):
-    (X, y), (X_val, y_val) = digits["train"], digits["val"]
-    return train_image_candidate("cnn", TORCH_CNN, {"augment": True}, X, y, X_val, y_val, seed=0)
 
 
 @pytest.fixture(scope="module")
