@@ -119,6 +119,10 @@ class PackageSettings(Section):
     # null: derived from the registered model's name
     service_name: str | None = Field(default=None, min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     infra_validation: InfraValidationSettings
+    # Image pipelines: ship the chosen CNN with int8 Linear layers (PyTorch dynamic quantization) when it
+    # loses at most quantize_max_accuracy_drop accuracy (a share: 0.01 is one point) on the test images.
+    quantize: bool = False
+    quantize_max_accuracy_drop: float = Field(default=0.01, ge=0, le=1)
 
 
 class ServeSettings(Section):

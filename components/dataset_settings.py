@@ -18,7 +18,7 @@ import pandas as pd
 
 from components.config import ConfigError, Settings, SliceSettings, TrainSettings
 from components.model.tasks import BINARY, MULTICLASS, REGRESSION, TASKS
-from components.training.candidate_settings import FAMILY_TASKS
+from components.training.candidate_settings import FAMILY_TASKS, IMAGE_FAMILIES
 from components.vocabulary import DEFAULT_PRIMARY_METRIC, PRIMARY_METRICS, TASK_METRICS
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ def resolve(settings: Settings, contract: Contract | None, task: str | None = No
     promote = settings.promote.model_copy(update={"registered_model": name})
     service = settings.package.service_name or service_name_for(name)
     package = settings.package.model_copy(update={"service_name": service})
-    train = candidates_for_task(settings.train, task)
+    train = candidates_for_data(candidates_for_task(settings.train, task), contract)
     return settings.model_copy(update={"evaluate": evaluate, "promote": promote, "package": package, "train": train})
 
 
@@ -135,6 +135,39 @@ def candidates_for_task(train: TrainSettings, task: str) -> TrainSettings:
     return train.model_copy(update={"candidates": candidates})
 
 
+def is_image_contract(contract: Any) -> bool:
+    return getattr(contract, "kind", "table") == "images"
+
+
+def candidates_for_data(train: TrainSettings, contract: Any) -> TrainSettings:
+    """``train`` with each enabled candidate checked against the kind of data: image families learn from an
+    image contract's folder (and get its image section: what they read pixels as), the others from tables."""
+    images = is_image_contract(contract)
+    candidates = {}
+    for name, spec in train.candidates.items():
+        if spec.enabled and (spec.family in IMAGE_FAMILIES) != images:
+            learns = "images" if spec.family in IMAGE_FAMILIES else "tables"
+            data = "a folder of images (an image contract)" if images else "a table"
+            families = IMAGE_FAMILIES if images else tuple(f for f in FAMILY_TASKS if f not in IMAGE_FAMILIES)
+            raise ConfigError(f"train.candidates.{name}.family: {spec.family} learns from {learns}, and this run's "
+                              f"data is {data}; use one of {', '.join(families)}, or set enabled: false")  # fmt: skip
+        if images and spec.family in IMAGE_FAMILIES:
+            read_as = {"width": contract.width, "height": contract.height, "mode": contract.mode,
+                       "resize": contract.resize}  # fmt: skip
+            spec = spec.model_copy(update={"image": read_as})
+        candidates[name] = spec
+    return train.model_copy(update={"candidates": candidates})
+
+
+def load_any_contract(path: str | Path) -> Any:
+    """The contract at ``path``: a table's ``Contract``, or an ``ImageContract`` when it says ``kind: images``."""
+    from components.data.contract import contract_from_dict, read_contract_yaml
+    from components.images.contract import contract_kind, image_contract_from_dict
+
+    data = read_contract_yaml(path)
+    return image_contract_from_dict(data) if contract_kind(data) == "images" else contract_from_dict(data)
+
+
 def check_target_fits(task: str, values: Any, target: str, *, where: str) -> None:
     """Refuse, before any training, a target that does not fit the task; the message names ``task``.
 
@@ -174,9 +207,7 @@ def load_configured_contract(settings: Settings, root: Path) -> Contract | None:
     """The contract ``validate.contract`` names (relative to the params file's folder), or None."""
     if not settings.validate_.contract:
         return None
-    from components.data.contract import load_contract
-
-    return load_contract((root / settings.validate_.contract).resolve())
+    return load_any_contract((root / settings.validate_.contract).resolve())
 
 
 def default_model_name(params_path: str | Path) -> str:

@@ -35,10 +35,19 @@ def completed_run(params_path: str = "params.yaml", overrides: list[str] | None 
 
     prepare_environment(Path(params_path).resolve().parent)
     ctx = steps.resolve(params_path, overrides, data_path, contract)
-    if not ctx.data_path.is_file():
+    if steps.is_images(ctx):
+        from flows.image_steps import tracked_md5
+
+        try:
+            md5 = tracked_md5(ctx)
+        except (FileNotFoundError, ValueError):  # the flow says what is missing or wrong
+            return None
+    elif ctx.data_path.is_file():
+        md5 = file_md5(ctx.data_path)
+    else:
         return None
     tracking_uri = registry.configure_tracking(ctx.root)
-    summary = nothing_changed(steps.fingerprinted(ctx, file_md5(ctx.data_path)), tracking_uri)
+    summary = nothing_changed(steps.fingerprinted(ctx, md5), tracking_uri)
     if summary is None:
         return None
     return json.loads(json.dumps(summary.to_dict(), default=str)) | {"markdown": render_markdown(summary)}

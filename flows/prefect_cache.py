@@ -33,6 +33,7 @@ TRAIN_CODE = [  # what a fit runs: whole packages, so a new module there can nev
     "components.evaluation.metrics",
     "components.training",
     "components.model",
+    "components.images",  # the image families read pixels and fit there
 ]
 # Bump when the stored format changes: old entries are then simply not found.
 CACHE_FORMAT = "1"
@@ -105,13 +106,20 @@ class TrainedResultSerializer(Serializer):
         from components.model.files import save_model
 
         model, result = obj
+        image = hasattr(model, "image")  # an ImageModel (components.images), stored in its own format
         buffer = io.BytesIO()
         with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(buffer, "w") as archive:
-            save_model(model, tmp)
+            if image:
+                from components.images.model_files import save_image_model
+
+                save_image_model(model, tmp)
+            else:
+                save_model(model, tmp)
             for file in sorted(Path(tmp).iterdir()):
                 archive.write(file, f"model/{file.name}")
             archive.writestr("result.json", json.dumps(asdict(result), default=float))
-            archive.writestr("extra.json", json.dumps(model.extra, default=str))
+            archive.writestr("extra.json", json.dumps({} if image else model.extra, default=str))
+            archive.writestr("kind", "image" if image else "table")
         return base64.b64encode(buffer.getvalue())  # Prefect embeds the blob in a JSON record
 
     def loads(self, blob: bytes) -> Any:
@@ -125,7 +133,11 @@ class TrainedResultSerializer(Serializer):
                 if not name.startswith("model/") or "/" in name[len("model/") :] or ".." in name:
                     continue
                 (Path(tmp) / name[len("model/") :]).write_bytes(archive.read(name))
+            result = EvalResult(**json.loads(archive.read("result.json")))
+            if "kind" in archive.namelist() and archive.read("kind") == b"image":
+                from components.images.model_files import load_image_model
+
+                return load_image_model(tmp), result
             model = load_model(tmp)
             extra = json.loads(archive.read("extra.json"))
-            result = EvalResult(**json.loads(archive.read("result.json")))
         return replace(model, extra={**extra, **model.extra}), result

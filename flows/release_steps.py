@@ -80,12 +80,8 @@ def gate(ctx: RunContext, assessment: Any, baseline: np.ndarray, test: pd.DataFr
     ``baseline`` holds the scores of a model with no features on the test rows (see :func:`baseline`).
     """
     from components.evaluation.slices import slice_metrics
-    from components.release.gates import GatePolicy, decide
 
-    p, ev = ctx.settings.promote, ctx.settings.evaluate
-    policy = GatePolicy(primary_metric=ev.primary_metric, policy=p.policy, margin=p.margin, n_resamples=p.n_resamples,
-                        confidence=p.confidence, seed=p.seed, max_slice_drop=p.max_slice_drop,
-                        thresholds=dict(ev.thresholds))  # fmt: skip
+    ev = ctx.settings.evaluate
     champion_slices = None
     n_classes = assessment.proba.shape[1] if assessment.proba.ndim == 2 else None
     if champ_proba is not None:
@@ -93,6 +89,18 @@ def gate(ctx: RunContext, assessment: Any, baseline: np.ndarray, test: pd.DataFr
                                         slice_columns=ev.slices.columns, min_size=ev.slices.min_size,
                                         threshold=ev.decision_threshold, bins=ev.slices.bins, task=ctx.task,
                                         n_classes=n_classes)  # fmt: skip
+    return decide_gate(ctx, assessment, baseline, champion, champ_proba, champion_slices)
+
+
+def decide_gate(ctx: RunContext, assessment: Any, baseline: np.ndarray, champion: str | None, champ_proba,
+                champion_slices: dict[str, Any] | None) -> Any:  # fmt: skip
+    """:func:`gate` once the champion's slices are known (an image gate slices by class, not by column)."""
+    from components.release.gates import GatePolicy, decide
+
+    p, ev = ctx.settings.promote, ctx.settings.evaluate
+    policy = GatePolicy(primary_metric=ev.primary_metric, policy=p.policy, margin=p.margin, n_resamples=p.n_resamples,
+                        confidence=p.confidence, seed=p.seed, max_slice_drop=p.max_slice_drop,
+                        thresholds=dict(ev.thresholds))  # fmt: skip
     return decide(challenger_metrics=assessment.metrics, policy=policy, y_true=assessment.y_true,
                   challenger_proba=assessment.proba, champion_proba=champ_proba, baseline_proba=baseline,
                   task=ctx.task,
@@ -112,7 +120,16 @@ def log_candidate(parent_run_id: str, outcome: CandidateOutcome, example: pd.Dat
         mlflow.log_metrics({f"val_{k}": x for k, x in val.metrics.items()})
         if outcome.search is not None:
             _log_trials(child.info.run_id, outcome)
-        return child.info.run_id, registry.log_model(model, example)
+        return child.info.run_id, _log_model(model, example)
+
+
+def _log_model(model: Any, example: pd.DataFrame) -> str:
+    """The model as a pyfunc in the active run: the tabular one, or the image one (it reads files and bytes)."""
+    if hasattr(model, "image"):  # an ImageModel (components.images)
+        from components.images.pyfunc import log_image_model
+
+        return log_image_model(model, example)
+    return registry.log_model(model, example)
 
 
 def _log_trials(candidate_run_id: str, outcome: CandidateOutcome) -> None:

@@ -18,6 +18,7 @@ from components import dataset_settings
 from components.config import ConfigError, Settings, load_settings
 from components.data import dataset
 from components.fingerprint import code_fingerprint, dataset_fingerprint, run_inputs
+from components.images.ingest import IMAGE_SOURCES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,7 +26,14 @@ if TYPE_CHECKING:
     from components.data.contract import Contract
     from components.model.trained import TrainedModel
 
-TRAINING_CODE = ["components", "flows.training", "flows.steps", "flows.release_steps"]
+TRAINING_CODE = [
+    "components",
+    "flows.training",
+    "flows.steps",
+    "flows.release_steps",
+    "flows.image_training",
+    "flows.image_steps",
+]
 
 
 @dataclass(frozen=True)
@@ -74,17 +82,19 @@ def resolve(
     thresholds, slices, behaviour) come from it where params.yaml leaves them null. A target that does
     not fit the task, or a candidate whose family cannot learn it, is refused before anything runs.
     """
-    from components.data.contract import load_contract
-
     root = Path(params_path).resolve().parent
     extra = list(overrides or []) + ([f"data.path={data_path}"] if data_path else [])
-    given = load_contract(contract) if contract else None
+    given = dataset_settings.load_any_contract(contract) if contract else None
     if given is not None:  # bring-your-own data: the contract names its own target
         extra += [f"validate.contract={Path(contract).resolve()}", f"data.target={given.target}"]
     settings = load_settings(params_path, extra)
-    if require_data and not (root / settings.data.path).is_file():  # the first thing to say when it is missing
-        dataset.load_dataset(root / settings.data.path)  # raises DataNotFoundError with the how-to
+    if require_data and not (root / settings.data.path).exists():  # the first thing to say when it is missing
+        _missing_data(root / settings.data.path, images=settings.data.source in IMAGE_SOURCES)
     loaded = given or dataset_settings.load_configured_contract(settings, root)
+    if require_data and dataset_settings.is_image_contract(loaded) != (root / settings.data.path).is_dir():
+        kind = "a folder of images" if dataset_settings.is_image_contract(loaded) else "a table file"
+        raise ConfigError(f"data.path: {settings.data.path} is not {kind}, as contract {settings.validate_.contract} "
+                          "expects")  # fmt: skip
     if loaded is not None:
         if loaded.target != settings.data.target:
             raise ConfigError(
@@ -97,6 +107,18 @@ def resolve(
     run_dir = out_dir or root / "runs" / f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
     resolved = dataset_settings.resolve(settings, loaded, task=task)
     return RunContext(resolved, root, loaded, run_dir, driver=driver, task=task)
+
+
+def _missing_data(path: Path, *, images: bool) -> None:
+    if images:
+        raise dataset.DataNotFoundError(f"image folder {path} not found: run `mlops --params <params> ingest`, or "
+                                        "`dvc pull` the tracked version")  # fmt: skip
+    dataset.load_dataset(path)  # raises DataNotFoundError with the how-to
+
+
+def is_images(ctx: RunContext) -> bool:
+    """Whether the run's data is a folder of images (an image contract), not a table."""
+    return dataset_settings.is_image_contract(ctx.contract)
 
 
 def guessed_task(settings: Settings, root: Path) -> str:

@@ -55,23 +55,40 @@ def validate_task(child: ChildProcess, ctx, frame, out_dir):
 assess_task = task(name="assess-on-test", task_run_name="assess {model.name} on test")(steps.assess)
 log_candidate_task = task(name="log-candidate", task_run_name="log {outcome.model.name}",
                           **IO_RETRIES)(release_steps.log_candidate)  # fmt: skip
-TASKS = release_steps.Runner(
-    champion_scores=task(name="champion-on-test", task_run_name="score champion on test", **IO_RETRIES)(
-        release_steps.champion_scores
-    ),
-    gate=task(name="gate", task_run_name="gate")(release_steps.gate),
-    register=task(name="register-model", task_run_name="register {name}", **IO_RETRIES)(registry.register),
-    store_reference=task(name="reference-predictions", task_run_name="score the drift reference with v{version}")(
-        release_steps.store_reference
-    ),
-    package=task(name="build-bento", task_run_name="build bento {ctx.name} v{version}", **IO_RETRIES)(
-        release_steps.package
-    ),
-    infra_validate=task(name="infra-validation", task_run_name="infra-validate {bento_tag}")(
-        release_steps.infra_validate
-    ),
-    promote=task(name="promote", task_run_name="promote {ctx.name} v{version}", **IO_RETRIES)(release_steps.promote),
-)
+
+
+def release_tasks(step, *, reference: str, bento: str) -> release_steps.Runner:
+    """The release steps as named Prefect tasks; ``step`` holds the bodies that differ by kind of data
+    (gate, store_reference, package, infra_validate: flows.release_steps or flows.image_steps)."""
+    return release_steps.Runner(
+        champion_scores=task(name="champion-on-test", task_run_name="score champion on test", **IO_RETRIES)(
+            release_steps.champion_scores
+        ),
+        gate=task(name="gate", task_run_name="gate")(step.gate),
+        register=task(name="register-model", task_run_name="register {name}", **IO_RETRIES)(registry.register),
+        store_reference=task(name="reference-predictions", task_run_name=reference)(step.store_reference),
+        package=task(name="build-bento", task_run_name=f"build {bento} {{ctx.name}} v{{version}}", **IO_RETRIES)(
+            step.package
+        ),
+        infra_validate=task(name="infra-validation", task_run_name="infra-validate {bento_tag}")(step.infra_validate),
+        promote=task(name="promote", task_run_name="promote {ctx.name} v{version}", **IO_RETRIES)(
+            release_steps.promote
+        ),
+    )
+
+
+TASKS = release_tasks(release_steps, reference="score the drift reference with v{version}", bento="bento")
+
+
+def record_summary(ctx, summary, version: str) -> None:
+    """The run's summary on its MLflow parent run: ``summary.md``, ``summary.json`` and the run's description."""
+    import mlflow
+
+    markdown = render_markdown(summary)
+    mlflow.log_text(markdown, "summary.md")
+    link = f"Registered {run_records.version_link(ctx.name, version)}.\n\n"
+    mlflow.set_tag(run_records.DESCRIPTION, link + markdown)  # the run page shows the summary as its description
+    mlflow.log_dict(summary.to_dict(), "summary.json")
 
 
 def _published(summary, decision=None) -> dict[str, Any]:
@@ -152,11 +169,7 @@ def training_pipeline(
                               splits=splits.sizes(), validation=f"{steps.validation_note(report)}; drift vs "
                               f"{reference_note} (report: {report_uri})", test_metrics=assessment.metrics,
                               tracking_uri=redact_uri(tracking_uri), notes=[fits.note(), *released.notes])  # fmt: skip
-        markdown = render_markdown(summary)
-        mlflow.log_text(markdown, "summary.md")
-        link = f"Registered {run_records.version_link(ctx.name, released.version)}.\n\n"
-        mlflow.set_tag(run_records.DESCRIPTION, link + markdown)  # the run page shows the summary as its description
-        mlflow.log_dict(summary.to_dict(), "summary.json")
+        record_summary(ctx, summary, released.version)
     logger.info("chosen %s, registered %s v%s, aliases %s", best.candidate, ctx.name, released.version,
                 released.aliases)  # fmt: skip
     return _published(summary, released.decision)

@@ -27,6 +27,8 @@ RESIZE_POLICIES = ("none", "fit")
 # Pillow's modes an image file decodes to; "L" is 8-bit gray, "RGB" colour.
 MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "YCbCr", "I", "I;16", "F")
 LABEL_SOURCES = ("folder",)
+TARGET = "label"  # data.target of an image pipeline
+EVALUATION_KEYS = ("primary_metric", "thresholds", "behaviour")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,9 @@ class ImageContract:
     max_quarantine_fraction: float = 0.05
     duplicates_across_splits: str = "block"
     severity: dict[str, str] = field(default_factory=dict)
+    # As in a tabular contract: primary_metric, thresholds, and behaviour (the image kinds of
+    # components.images.behaviour); params.yaml's evaluate section overrides each.
+    evaluation: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for key in ("width", "height"):
@@ -80,11 +85,20 @@ class ImageContract:
         """binary for two labels, multiclass for more: what the training step trains for."""
         return task_from_labels(list(self.labels))
 
+    @property
+    def kind(self) -> str:
+        return KIND
+
+    @property
+    def target(self) -> str:
+        """The label column of the pipeline's image frames (labels come from folder names)."""
+        return TARGET
+
 
 # --- from plain data / YAML -------------------------------------------------
 
 _TOP_KEYS = ("name", "kind", "image", "labels", "min_per_class", "max_class_ratio", "severity")
-_TOP_KEYS += ("max_quarantine_fraction", "duplicates_across_splits")
+_TOP_KEYS += ("max_quarantine_fraction", "duplicates_across_splits", "evaluation")
 _IMAGE_KEYS = ("width", "height", "mode", "resize")
 _LABEL_KEYS = ("from", "allowed")
 
@@ -138,6 +152,9 @@ def image_contract_from_dict(d: Any) -> ImageContract:
         if key not in image:
             raise ContractError(f"image.{key}: missing required key")
     severity = _mapping(d.get("severity") or {}, "severity", FILE_RULES + SET_RULES)
+    evaluation = _mapping(d.get("evaluation") or {}, "evaluation", EVALUATION_KEYS)
+    if not isinstance(evaluation.get("behaviour") or [], list):
+        raise ContractError("evaluation.behaviour: expected a list of behaviour tests")
     return ImageContract(
         name=str(d["name"]),
         width=image["width"],
@@ -150,6 +167,7 @@ def image_contract_from_dict(d: Any) -> ImageContract:
         max_quarantine_fraction=_number(d, "max_quarantine_fraction", 0.05),
         duplicates_across_splits=str(d.get("duplicates_across_splits", "block")),
         severity={str(k): str(v) for k, v in severity.items()},
+        evaluation=dict(evaluation),
     )
 
 

@@ -24,6 +24,9 @@ from components.images.pixels import ImageSpec, load_pixels
 from components.model import tasks
 
 TORCH_CNN, SKLEARN_LOGREG = "torch_cnn", "sklearn_logreg_pixels"
+# The one column of an image frame the model reads: a path, encoded bytes or a pixel array per row. The
+# pipeline's frames also carry the label and each file's content hash; the pyfunc and the gate pass frames.
+IMAGE_COLUMN = "image"
 FAMILIES = (TORCH_CNN, SKLEARN_LOGREG)
 # Every knob of each family, with its default; a params key outside these is a typo, and an error.
 # On the digits the CNN defaults reach 0.96-0.98 held-out accuracy (augmented 0.98-0.99) in seconds on one
@@ -62,8 +65,23 @@ class ImageModel:
         """binary for two classes, multiclass for more, as ``components.model.tasks`` names them."""
         return tasks.BINARY if len(self.classes) == 2 else tasks.MULTICLASS
 
+    @property
+    def feature_columns(self) -> list[str]:
+        """What a frame must carry for this model: its images (the tabular ``TrainedModel`` has the same name)."""
+        return [IMAGE_COLUMN]
+
+    @property
+    def threshold(self) -> float:
+        """Binary image models answer the more probable class (no tuned cut-off)."""
+        return 0.5
+
     def pixels(self, images: Any, *, root: Any = None) -> np.ndarray:
-        """``images`` as this model's input ``(n, C, H, W)``; an ``ImageDecodeError`` names a bad one."""
+        """``images`` (or a frame's ``image`` column) as this model's input ``(n, C, H, W)``; an
+        ``ImageDecodeError`` names a bad one."""
+        if isinstance(images, pd.DataFrame):
+            if IMAGE_COLUMN not in images.columns:
+                raise ValueError(f"an image frame needs an '{IMAGE_COLUMN}' column, got {list(images.columns)}")
+            images = images[IMAGE_COLUMN].tolist()
         return load_pixels(images, self.image, root=root)
 
     def predict_proba(self, images: Any, *, root: Any = None) -> np.ndarray:

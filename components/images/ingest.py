@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -88,3 +89,29 @@ def write_digits(out_dir: Path) -> dict[str, int]:
         log.warning("ingest: %d files in %s are not digits (e.g. %s)", len(extra), out_dir, ", ".join(extra[:5]))
     log.info("ingest: %d digits in %s (%d files written)", len(pixels), out_dir, written)
     return dict(sorted(counts.items(), key=lambda kv: int(kv[0])))
+
+
+IMAGE_SOURCES = ("sklearn:digits",)
+
+
+def track_with_dvc(folder: Path) -> str:
+    """``dvc add`` the folder (DVC writes ``<folder>.dvc`` beside it); returns DVC's directory hash.
+
+    A real DVC command: the hash it records is the one lineage reads back (``dvc_hash``). Outside a
+    DVC repository, or without the ``dvc`` command, the error says what to run.
+    """
+    import shutil
+    import subprocess
+
+    from components.images.dvc_hash import dataset_dir_md5
+    from components.settings_base import ConfigError
+
+    dvc = shutil.which("dvc") or str(Path(sys.executable).with_name("dvc"))
+    if not Path(dvc).exists():
+        raise ConfigError(f"wrote {folder}, but no `dvc` command: install it, then `dvc add {folder}`")
+    done = subprocess.run([dvc, "add", "--quiet", folder.name], cwd=folder.parent, capture_output=True, text=True)
+    if done.returncode != 0:
+        why = (done.stderr or done.stdout).strip().splitlines()
+        raise ConfigError(f"wrote {folder}, but `dvc add {folder.name}` (in {folder.parent}) failed: "
+                           f"{why[-1] if why else 'no output'}; a DVC repository is needed (`dvc init`)")  # fmt: skip
+    return dataset_dir_md5(folder.parent, f"{folder.name}.dvc")

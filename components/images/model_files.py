@@ -141,7 +141,7 @@ def load_image_model(directory: str | Path) -> ImageModel:
         raise ValueError(f"{spec_path}: family {spec.get('family')!r} is not one of {', '.join(FAMILIES)}")
     load = _load_cnn if spec["family"] == TORCH_CNN else _load_skops_estimator
     estimator = load(directory, spec)
-    return ImageModel(
+    model = ImageModel(
         name=spec["name"],
         family=spec["family"],
         classes=list(spec["classes"]),
@@ -150,3 +150,7 @@ def load_image_model(directory: str | Path) -> ImageModel:
         estimator=estimator,
         fit=spec.get("fit", {}),
     )
+    # A CNN released quantized keeps float weights and the recipe; applied here, the int8 net that was measured.
+    from components.images.quantize import quantize_at_load
+
+    return quantize_at_load(model) if model.family == TORCH_CNN else model

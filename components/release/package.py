@@ -46,7 +46,7 @@ SYSTEM_PACKAGES = {"lightgbm": ("libgomp1",)}
 _TASKS = ("binary", "multiclass", "regression")  # components.model.tasks.TASKS
 
 
-def _label_value(value: Any) -> str:
+def label_value(value: Any) -> str:
     """BentoML labels allow a restricted charset; keep them readable."""
     return re.sub(r"[^A-Za-z0-9_.-]", "-", str(value))[:63]
 
@@ -149,12 +149,33 @@ def model_card(registered_model: str, version: str) -> dict[str, Any]:
     }
 
 
-def _forget_service_modules() -> None:
+def forget_service_modules() -> None:
     """BentoML builds by importing ``service`` from the build context; Python caches that import, so a
     later build in the same process (a worker training two models) would get the first bento's service."""
     shipped = {p.stem for p in _SERVING.glob("*.py") if p.name != "__init__.py"}  # imported flat in a bento
     for name in [n for n in sys.modules if n.split(".")[0] in shipped]:
         del sys.modules[name]
+
+
+def import_registered_model(registered_model: str, version: str, service_name: str, labels: dict[str, str]):
+    """``models:/<registered_model>/<version>`` into the bento store as ``<service_name>-model``."""
+    import bentoml
+
+    return bentoml.mlflow.import_model(
+        f"{service_name}-model",
+        model_uri=f"models:/{registered_model}/{version}",
+        labels=labels,
+        metadata={"registered_model": registered_model, "version": version},
+    )
+
+
+def copy_serving_modules(ctx_path: Path) -> list[str]:
+    """Every module of components/serving, flat, into a build context; their names. A service imports its
+    neighbours as top-level modules, and a new one must never be left out of a bento."""
+    modules = sorted(p.name for p in _SERVING.glob("*.py") if p.name != "__init__.py")
+    for name in modules:
+        shutil.copy(_SERVING / name, ctx_path / name)
+    return modules
 
 
 def build_bento(
@@ -181,13 +202,8 @@ def build_bento(
     """
     import bentoml
 
-    model_labels = {k: _label_value(v) for k, v in metadata.items()}
-    bento_model = bentoml.mlflow.import_model(
-        f"{service_name}-model",
-        model_uri=f"models:/{registered_model}/{version}",
-        labels=model_labels,
-        metadata={"registered_model": registered_model, "version": version},
-    )
+    model_labels = {k: label_value(v) for k, v in metadata.items()}
+    bento_model = import_registered_model(registered_model, version, service_name, model_labels)
     mlflow_dir = Path(bento_model.path_of("mlflow_model"))  # where bentoml.mlflow keeps the MLflow model
     packages = model_packages(mlflow_dir)
     config = {
@@ -201,14 +217,10 @@ def build_bento(
         "example": example_record(example_rows, schema),
         "model_card": model_card(registered_model, version),
     }
-    _forget_service_modules()  # else a second build in this process reuses the first one's service (and name)
+    forget_service_modules()  # else a second build in this process reuses the first one's service (and name)
     with tempfile.TemporaryDirectory(prefix="bento-build-") as ctx:
         ctx_path = Path(ctx)
-        # Every module of components/serving, flat: service.py imports its neighbours as
-        # top-level modules, and a new one must never be left out of the bento.
-        modules = sorted(p.name for p in _SERVING.glob("*.py") if p.name != "__init__.py")
-        for name in modules:
-            shutil.copy(_SERVING / name, ctx_path / name)
+        modules = copy_serving_modules(ctx_path)
         (ctx_path / "bento_config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
         (ctx_path / "requirements.txt").write_text("\n".join(pinned_requirements(constraints, packages)) + "\n")
         system = sorted({lib for p in packages for lib in SYSTEM_PACKAGES.get(p, ())})

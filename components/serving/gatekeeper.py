@@ -98,6 +98,10 @@ class Gatekeeper:
         )
         self.key = os.environ.get("MLOPS_API_KEY", "").encode()
 
+    def refuse(self, path: str, headers: dict[bytes, bytes]) -> tuple[int, dict[str, str]] | None:
+        """(status, {error, field}) for a body this API never reads, before it is read: JSON within the limit."""
+        return refuse_body(headers, self.max_body_bytes)
+
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
@@ -119,7 +123,7 @@ class Gatekeeper:
             labelled(request_metrics().rejected, endpoint, _reason(405)).inc()
             refusal = error_response(405, f"{method} {path}: send POST", None, {"Allow": "POST"})
             return await refusal(scope, receive, send)
-        if method == "POST" and (refusal := refuse_body(headers, self.max_body_bytes)):
+        if method == "POST" and (refusal := self.refuse(path, headers)):
             labelled(request_metrics().rejected, endpoint, _reason(refusal[0])).inc()
             status, body = refusal
             return await error_response(status, body["error"], body["field"])(scope, receive, send)

@@ -15,7 +15,8 @@ from components.model.tasks import TASKS
 from components.settings_base import KeyedError, Section
 
 # Keys of a candidate spec that configure the pipeline, not the model.
-NON_MODEL_KEYS = ("family", "enabled", "search", "tasks")
+# ``image`` is filled in from an image contract (what the pixels are read as), never searched.
+NON_MODEL_KEYS = ("family", "enabled", "search", "tasks", "image")
 
 
 class SearchDimension(Section):
@@ -130,6 +131,35 @@ class TorchMLPCandidate(_Candidate):
     )
 
 
+class _ImageCandidate(_Candidate):
+    # The image contract's image section (size, mode, resize policy): set by the pipeline from the
+    # contract, so a model reads new images as its training images were read.
+    image: dict[str, Any] | None = None
+
+
+class TorchCNNCandidate(_ImageCandidate):
+    """The small CNN of components.images.cnn; defaults reach 0.96-0.98 held-out accuracy on the digits."""
+
+    family: Literal["torch_cnn"]
+    epochs: int = Field(default=60, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    lr: float = Field(default=0.003, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    patience: int | None = Field(default=5, ge=1, description="epochs without val-loss improvement; null: all")
+    augment: bool = Field(default=False, description="random one-pixel moves and brightness shifts while training")
+    shift_pixels: int = Field(default=1, ge=0)
+    brightness: float = Field(default=0.1, ge=0, le=1)
+    channels: list[int] = Field(default=[16, 32], min_length=1)
+
+
+class PixelLogRegCandidate(_ImageCandidate):
+    """Multinomial logistic regression on the flattened pixels: the baseline a CNN must beat."""
+
+    family: Literal["sklearn_logreg_pixels"]
+    C: float = Field(default=1.0, gt=0)
+    max_iter: int = Field(default=2000, ge=1)
+
+
 # The tasks each family can learn (components.model.tasks); the keys are the known families, in the order
 # error messages list them.
 FAMILY_TASKS: dict[str, tuple[str, ...]] = {
@@ -139,10 +169,21 @@ FAMILY_TASKS: dict[str, tuple[str, ...]] = {
     "sklearn_ridge": ("regression",),
     "sklearn_rf": TASKS,
     "lightgbm": TASKS,
+    "torch_cnn": ("binary", "multiclass"),
+    "sklearn_logreg_pixels": ("binary", "multiclass"),
 }
 FAMILIES = tuple(FAMILY_TASKS)
+# Families that learn from images (an image contract's data); the others learn from tables.
+IMAGE_FAMILIES = ("torch_cnn", "sklearn_logreg_pixels")
 Candidate = Annotated[
-    LogRegCandidate | HGBCandidate | TorchMLPCandidate | RidgeCandidate | RFCandidate | LightGBMCandidate,
+    LogRegCandidate
+    | HGBCandidate
+    | TorchMLPCandidate
+    | RidgeCandidate
+    | RFCandidate
+    | LightGBMCandidate
+    | TorchCNNCandidate
+    | PixelLogRegCandidate,
     Field(discriminator="family"),
 ]
 

@@ -20,7 +20,7 @@ from components.model import tasks
 from components.model.torch_net import fit_mlp
 from components.model.trained import TrainedModel, canonical_frame, feature_kinds
 from components.training import sklearn_families as sk
-from components.training.candidate_settings import FAMILIES, FAMILY_TASKS, NON_MODEL_KEYS
+from components.training.candidate_settings import FAMILIES, FAMILY_TASKS, IMAGE_FAMILIES, NON_MODEL_KEYS
 from components.training.features import build_preprocessor
 from components.training.sklearn_families import SMALL_DATA_ROWS, Validation
 
@@ -71,7 +71,7 @@ _FITTERS: dict[str, Callable] = {
     "sklearn_rf": sk.fit_rf,
     "lightgbm": sk.fit_lightgbm,
 }
-assert tuple(_FITTERS) == FAMILIES
+assert tuple(_FITTERS) == tuple(f for f in FAMILIES if f not in IMAGE_FAMILIES)
 
 
 @contextmanager
@@ -161,6 +161,10 @@ def train_candidate(
     of torch_mlp) and never to fit weights.
     """
     check_family_task(family, task, name)
+    if family in IMAGE_FAMILIES:  # an image frame: its rows are files (components.training.image_fit)
+        from components.training.image_fit import train_image_frame
+
+        return train_image_frame(name, family, params, X, y, seed=seed, task=task, X_val=X_val, y_val=y_val)
     classes = _classes(task, y)
     y_enc = tasks.encode_target(task, y, classes, "y")
     params = {k: v for k, v in params.items() if k not in NON_MODEL_KEYS}

@@ -54,14 +54,15 @@ def cmd_contract_infer(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from components.data.contract import load_contract
     from components.data.dataset import file_md5
     from components.data.reading import read_with_contract
     from components.validation.report_html import report_header, write_report
     from components.validation.validate import validate_frame
 
     if args.contract:
-        contract = load_contract(args.contract)
+        from components.dataset_settings import load_any_contract
+
+        contract = load_any_contract(args.contract)
     else:
         from components.config import load_settings
         from components.dataset_settings import load_configured_contract
@@ -75,6 +76,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             )
             return EXIT_CONFIG
     out_dir = Path(args.report_dir)
+    if getattr(contract, "kind", "table") == "images":
+        return _validate_images(args, contract, out_dir)
     frame = read_with_contract(args.data, contract)
     report, _ = validate_frame(frame, contract, quarantine_path=out_dir / "quarantine.csv")
     header = report_header(dataset=Path(args.data).resolve(), md5=file_md5(args.data), contract=contract.name,
@@ -95,6 +98,32 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if report.success else EXIT_REJECTED
 
 
+def _validate_images(args: argparse.Namespace, contract, out_dir: Path) -> int:
+    """`mlops validate` of a folder of images against an image contract: the files each rule flagged, the report."""
+    from components.fingerprint import dataset_fingerprint
+    from components.images.manifest import scan_images
+    from components.images.report import write_image_report
+    from components.images.validate import validate_images
+    from components.validation.report_html import report_header
+
+    folder = Path(args.data)
+    checked = validate_images(scan_images(folder), contract)
+    header = report_header(dataset=folder.resolve(), md5=dataset_fingerprint(folder) + ".dir", contract=contract.name,
+                           contract_source=args.contract or f"validate.contract in {args.params}",
+                           drift_reference="none (images)")  # fmt: skip
+    html = write_image_report(checked, folder, out_dir, title=f"Validation of {args.data}", header=header)
+    for finding in checked.findings.itertuples():
+        print(f"{finding.severity:>10}  {finding.rule:<16} {finding.path}: {finding.detail}")
+    report = checked.report
+    for r in report.results:
+        if not r.success and r.rule not in set(checked.findings["rule"]):
+            print(f"{r.severity:>10}  {r.rule:<16} observed: {r.observed}")
+    verdict = "accepted" if report.success else "REJECTED"
+    print(f"{verdict}: {len(report.failures())} blocking, {len(report.warnings())} warnings, "
+          f"{report.n_quarantined} files quarantined; report: {html}")  # fmt: skip
+    return 0 if report.success else EXIT_REJECTED
+
+
 def add_commands(sub) -> None:
     """Register `contract infer` and `validate` on the `mlops` parser."""
     contract = sub.add_parser("contract", help="data contracts").add_subparsers(dest="contract_cmd", required=True)
@@ -111,7 +140,7 @@ def add_commands(sub) -> None:
     p.set_defaults(func=cmd_contract_infer)
 
     p = sub.add_parser("validate", help="validate a dataset against a contract (exit 4 when rejected)")
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", required=True, help="a CSV or Parquet file, or a folder of images (image contract)")
     p.add_argument("--contract", help="data contract (YAML; default: validate.contract in params)")
     p.add_argument("--report-dir", default="runs/validation", help="where the HTML/JSON report goes")
     p.set_defaults(func=cmd_validate)

@@ -25,6 +25,19 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.params)
     root = Path(args.params).resolve().parent
+    if settings.data.source.startswith("sklearn:digits"):  # a folder of images, tracked by DVC as one directory
+        from components.images.ingest import IMAGE_SOURCES, track_with_dvc, write_digits
+
+        if settings.data.source not in IMAGE_SOURCES:
+            from components.config import ConfigError
+
+            raise ConfigError(f"data.source {settings.data.source!r}: the image sources are {', '.join(IMAGE_SOURCES)}")
+        folder = root / settings.data.path
+        counts = write_digits(folder)
+        md5 = track_with_dvc(folder)
+        print(f"ingested {settings.data.source} -> {settings.data.path}: {sum(counts.values())} images in "
+              f"{len(counts)} label folders; DVC tracks it as {settings.data.path}.dvc (md5 {md5})")  # fmt: skip
+        return 0
     out = ingest(settings.data.source, root / settings.data.path)
     print(f"ingested {settings.data.source} -> {settings.data.path} (md5 {file_md5(out)})")
     return 0
@@ -40,7 +53,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         if done is not None:
             print(done["markdown"])
             return 0
-    from flows.training import training_pipeline  # Prefect and the training stack: only when there is work
+    if _image_run(args):
+        from flows.image_training import image_training_pipeline as training_pipeline
+    else:
+        from flows.training import training_pipeline  # Prefect and the training stack: only when there is work
 
     result = training_pipeline(
         params_path=args.params,
@@ -51,6 +67,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     print(result["markdown"])
     return 0
+
+
+def _image_run(args: argparse.Namespace) -> bool:
+    """Whether the run's contract (``--contract``, else ``validate.contract``) is an image contract."""
+    from components.config import load_settings
+    from components.dataset_settings import is_image_contract, load_any_contract, load_configured_contract
+
+    if args.contract:
+        return is_image_contract(load_any_contract(args.contract))
+    settings = load_settings(args.params, list(args.set or []))
+    return is_image_contract(load_configured_contract(settings, Path(args.params).resolve().parent))
 
 
 def metric_of(tags: dict[str, str], metric: str | None) -> str:
