@@ -4,8 +4,7 @@ A folder of labelled images becomes a table early: one row per file (``image`` p
 ``label``), so the fits, the search, the fit cache, the Dask engine, registration, the alias
 compare-and-set and the run records are the tabular ones. What differs is here: the folder's
 version (DVC's directory hash), the image contract and the leakage rule, the split that keeps
-identical images together, the per-class slices and image behaviour tests, the optional int8
-quantization, and the bento that takes an image.
+identical images together, the per-class slices and image behaviour tests, and the bento that takes an image.
 """
 
 from __future__ import annotations
@@ -107,40 +106,15 @@ def split_frames(ctx: RunContext, manifest: pd.DataFrame, splits: dict[str, list
     return dataset.Splits(frame(splits["train"]), frame(splits["val"]), frame(splits["test"]))
 
 
-def quantized(ctx: RunContext, model: Any, test: pd.DataFrame) -> tuple[Any, dict[str, Any] | None, str]:
-    """With ``package.quantize``, the chosen CNN marked for int8 if it loses at most
-    ``package.quantize_max_accuracy_drop`` accuracy on the test images; (model to release, report, note)."""
-    from components.images.quantize import (
-        QUANTIZABLE,
-        marked_for_quantization,
-        quantization_gate,
-        quantization_report,
-        quantize_dynamic_int8,
-    )
-
-    p = ctx.settings.package
-    if not p.quantize:
-        return model, None, "quantization off (package.quantize: false)"
-    if model.family not in QUANTIZABLE:
-        return model, None, f"quantization skipped: {model.name} ({model.family}) has no torch layers to quantize"
-    images = model.pixels(test)  # read once, for both models and every timing round
-    report = quantization_report(model, quantize_dynamic_int8(model), images, test[ctx.target].to_numpy())
-    passed, reason = quantization_gate(report, p.quantize_max_accuracy_drop)
-    report |= {"accepted": passed, "reason": reason, "max_accuracy_drop": p.quantize_max_accuracy_drop}
-    return (marked_for_quantization(model) if passed else model), report, reason
-
-
 def assess(ctx: RunContext, model: Any, test: pd.DataFrame, out_dir: Path):
     """Metrics, per-class slices, image behaviour tests and plots of ``model`` on the test images."""
     from components.evaluation.assess import TestAssessment
     from components.evaluation.metrics import task_metrics
     from components.evaluation.plots import write_task_plots
     from components.images.behaviour import run_image_behaviour
-    from components.images.quantize import quantize_at_load
     from components.images.slices import class_slice_metrics
 
     ev = ctx.settings.evaluate
-    model = quantize_at_load(model) if model.family == "torch_cnn" else model  # what ships: int8 if it was accepted
     y = model.encode_target(test[ctx.target], what=f"test target '{ctx.target}'")
     images = model.pixels(test)
     proba = model.predict_proba(images)

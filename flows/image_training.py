@@ -17,14 +17,15 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from components.model.quantization import quantize_at_load
 from components.release import registry, run_records
 from components.release.lineage import git_commit
 from components.release.summary import redact_uri, run_summary
-from flows import image_steps, release_steps, steps
+from flows import image_steps, quantize_step, release_steps, steps
 from flows.child_process import ChildProcess
 from flows.completed_run import nothing_changed
 from flows.fitting import FitEngine, train_and_choose
-from flows.training import _published, log_candidate_task, record_summary, release_tasks
+from flows.training import _published, log_candidate_task, quantize_task, record_summary, release_tasks
 
 load_task = task(name="scan-images", task_run_name=lambda parameters: f"scan {parameters['ctx'].settings.data.path}")(
     image_steps.load
@@ -38,7 +39,6 @@ def validate_task(child: ChildProcess, ctx, out_dir):
     return child.call(image_steps.load_and_check, ctx, out_dir)
 
 
-quantize_task = task(name="quantize", task_run_name="quantize {model.name}")(image_steps.quantized)
 assess_task = task(name="assess-on-test", task_run_name="assess {model.name} on test images")(image_steps.assess)
 IMAGE_TASKS = release_tasks(image_steps, reference="no drift reference for images", bento="image bento")
 
@@ -96,40 +96,37 @@ def image_training_pipeline(
         outcomes, best, fits = train_and_choose(ctx.settings, ctx.root, splits, logger, force, engine, ctx.task)
         model, quantization, quantize_note = quantize_task(ctx, outcomes[best.candidate].model, splits.test)
         outcomes[best.candidate] = replace(outcomes[best.candidate], model=model)
-        if quantization is not None:
-            mlflow.log_dict(quantization, "quantization.json")
-            mlflow.set_tags({"quantization.accepted": str(quantization["accepted"]).lower(),
-                             "quantization.reason": quantize_note[:500]})  # fmt: skip
+        quantize_step.record_quantization(quantization)
         example = splits.train.drop(columns=[ctx.target])
         logged = {c: log_candidate_task(ctx.run_id, outcomes[c], example) for c in outcomes}
         mlflow.log_metrics({"fit_phase_seconds": fits.seconds, "fits_trained": fits.fitted, "fits_cached": fits.cached})
 
+        model = quantize_at_load(model)  # what ships: the int8 net when quantization was accepted
         assessment = assess_task(ctx, model, splits.test, ctx.out_dir)
         mlflow.log_metrics({f"test_{k}": x for k, x in assessment.metrics.items()})
         mlflow.log_artifacts(str(ctx.out_dir / "plots"), "plots")
         child_run_id, model_uri = logged[best.candidate]
-        _record_on_version_run(child_run_id, assessment.slices, quantize_note if quantization is not None else None)
+        _record_slices(child_run_id, assessment.slices)
         released = release_steps.release(ctx, model=model, model_uri=model_uri, child_run_id=child_run_id,
                                          assessment=assessment, frame=splits.train, train=splits.train,
                                          test=splits.test, validation=validation, report_uri=report_uri,
-                                         run=IMAGE_TASKS, registered=registered)  # fmt: skip
-        if quantization is not None:
-            registry.set_version_tags(ctx.name, released.version, _quantization_tags(quantization))
+                                         run=IMAGE_TASKS, registered=registered,
+                                         quantization=quantization)  # fmt: skip
         logger.info("gate: %s", released.decision.reason)
         n_images = sum(splits.sizes().values())
         summary = run_summary(ctx, released, outcomes=outcomes, chosen=best.candidate, n_rows=n_images,
                               splits=splits.sizes(), validation=f"{validation} (report: {report_uri})",
                               test_metrics=assessment.metrics, tracking_uri=redact_uri(tracking_uri),
-                              notes=[fits.note(), quantize_note, *released.notes])  # fmt: skip
+                              notes=[n for n in (fits.note(), quantize_note, *released.notes) if n])  # fmt: skip
         record_summary(ctx, summary, released.version)
     logger.info("chosen %s, registered %s v%s, aliases %s", best.candidate, ctx.name, released.version,
                 released.aliases)  # fmt: skip
     return _published(summary, released.decision)
 
 
-def _record_on_version_run(run_id: str, slices: dict[str, dict[str, Any]], quantize_note: str | None) -> None:
-    """The per-class slices (``slices.json`` and ``test_<metric>.label_<class>`` metrics) and the quantization
-    verdict on the run the version is registered from, so its page shows them with or without a champion."""
+def _record_slices(run_id: str, slices: dict[str, dict[str, Any]]) -> None:
+    """The per-class slices on the run the version is registered from (``slices.json`` and
+    ``test_<metric>.label_<class>`` metrics), so its page shows them with or without a champion to compare."""
     import time
 
     from mlflow.entities import Metric
@@ -139,14 +136,3 @@ def _record_on_version_run(run_id: str, slices: dict[str, dict[str, Any]], quant
     metrics = [Metric(f"test_{m}.{name.replace('=', '_')}", float(row[m]), now, 0)
                for name, row in slices.items() for m in ("recall", "precision", "f1")]  # fmt: skip
     client.log_batch(run_id, metrics=metrics)
-    if quantize_note is not None:
-        client.set_tag(run_id, "quantization.reason", quantize_note[:500])
-
-
-def _quantization_tags(report: dict[str, Any]) -> dict[str, str]:
-    """What the version says about its int8 form: accepted or not, the accuracy change, size and latency."""
-    keys = ("accuracy_float", "accuracy_quantized", "accuracy_change", "size_ratio",
-            "latency_row_seconds_float", "latency_row_seconds_quantized")  # fmt: skip
-    return {"quantized": str(report["accepted"]).lower(), "quantization.reason": report["reason"][:500]} | {
-        f"quantization.{k}": f"{report[k]:.6g}" for k in keys
-    }

@@ -20,6 +20,7 @@ import numpy as np
 from components import vocabulary as v
 from components.release import registry, run_records
 from components.release.lineage import lineage_tags
+from flows.quantize_step import quantization_tags
 from flows.steps import RunContext
 
 if TYPE_CHECKING:
@@ -150,8 +151,10 @@ def _log_trials(candidate_run_id: str, outcome: CandidateOutcome) -> None:
                 mlflow.log_metrics({f"val_{k}": x for k, x in outcome.trial_results[trial.number].metrics.items()})
 
 
-def version_tags(ctx: RunContext, model: TrainedModel, decision: Any, validation: str, report_uri: str):
-    """Every tag a new version starts with: lineage, inputs, validation, the gate. One place, both drivers."""
+def version_tags(ctx: RunContext, model: TrainedModel, decision: Any, validation: str, report_uri: str,
+                 quantization: dict[str, Any] | None = None):  # fmt: skip
+    """Every tag a new version starts with: lineage, inputs, validation, the gate, its int8 form. One place,
+    both drivers."""
     return (
         lineage_tags(
             dataset_md5=ctx.md5,
@@ -176,6 +179,7 @@ def version_tags(ctx: RunContext, model: TrainedModel, decision: Any, validation
         }
         # the gate's reason is decision_reason here (set once: it says why the version is what it is)
         | {k: x for k, x in decision.to_tags().items() if k != "gate.reason"}
+        | (quantization_tags(quantization) if quantization is not None else {})
     )
 
 
@@ -265,7 +269,8 @@ class Released:
 
 def release(ctx: RunContext, *, model: TrainedModel, model_uri: str, child_run_id: str, assessment: Any,
             frame: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame, validation: str, report_uri: str,
-            run: Runner = Runner(), registered: list[str] | None = None) -> Released:  # fmt: skip
+            run: Runner = Runner(), registered: list[str] | None = None,
+            quantization: dict[str, Any] | None = None) -> Released:  # fmt: skip
     """Gate, register, then package, infra-validate and promote (compare-and-set) what earned it.
 
     Runs inside the driver's MLflow parent run; the version is marked completed last. The version is
@@ -279,8 +284,8 @@ def release(ctx: RunContext, *, model: TrainedModel, model_uri: str, child_run_i
     now = int(time.time() * 1000)
     registry.client().log_batch(child_run_id, metrics=[Metric(f"test_{k}", x, now, 0)
                                                        for k, x in assessment.metrics.items()])  # fmt: skip
-    version = run.register(model_uri, ctx.name, child_run_id, version_tags(ctx, model, decision, validation,
-                                                                           report_uri)).version  # fmt: skip
+    tags = version_tags(ctx, model, decision, validation, report_uri, quantization)
+    version = run.register(model_uri, ctx.name, child_run_id, tags).version
     if registered is not None:
         registered.append(version)
     decision = replace(decision, challenger_version=version)

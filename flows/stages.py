@@ -198,10 +198,11 @@ def release(ctx: RunContext) -> None:
 
     from components.evaluation.metrics import EvalResult
     from components.model.files import load_model
+    from components.model.quantization import quantize_at_load
     from components.release import registry, run_records
     from components.release.lineage import git_commit
     from components.training.search import CandidateOutcome
-    from flows import release_steps
+    from flows import quantize_step, release_steps
     from flows.runtime import prepare_environment
 
     prepare_environment(ctx.root)
@@ -219,8 +220,10 @@ def release(ctx: RunContext) -> None:
         mlflow.set_tags(release_steps.run_tags(ctx))
         release_steps.log_run_inputs(ctx)
         mlflow.log_artifacts(str(ctx.out_dir / "validate" / "report"), "validation")
+        model, quantization, quantize_note = quantize_step.quantized(ctx, model, test)  # as the flow does
+        quantize_step.record_quantization(quantization)
         with tempfile.TemporaryDirectory() as tmp:  # plots and slices again: the gate needs the probabilities
-            assessment = steps.assess(ctx, model, test, Path(tmp))
+            assessment = steps.assess(ctx, quantize_at_load(model), test, Path(tmp))
         mlflow.log_artifacts(str(ctx.out_dir / "evaluate" / "plots"), "plots")
         mlflow.log_metrics({f"test_{k}": x for k, x in assessment.metrics.items()})
         for cand, metrics in result["candidates"].items():
@@ -231,13 +234,13 @@ def release(ctx: RunContext) -> None:
         outcome = CandidateOutcome(model, EvalResult(model.name, "val", 0, result["candidates"][model.name]))
         child_id, model_uri = release_steps.log_candidate(ctx.run_id, outcome, accepted.drop(columns=[ctx.target]))
         report_uri = f"{mlflow.get_artifact_uri('validation')}/validation_report.html"
-        released = release_steps.release(ctx, model=model, model_uri=model_uri, child_run_id=child_id,
-                                         assessment=assessment, frame=accepted, train=train_frame, test=test,
-                                         validation=validation, report_uri=report_uri,
-                                         registered=registered)  # fmt: skip
+        released = release_steps.release(ctx, model=quantize_at_load(model), model_uri=model_uri,
+                                         child_run_id=child_id, assessment=assessment, frame=accepted,
+                                         train=train_frame, test=test, validation=validation, report_uri=report_uri,
+                                         registered=registered, quantization=quantization)  # fmt: skip
     record = {"version": released.version, "aliases": released.aliases, "bento_tag": released.bento_tag,
               "chosen": model.name, "dataset_md5": ctx.md5, "decision": released.decision.to_dict(),
-              "notes": released.notes}  # fmt: skip
+              "notes": [n for n in (quantize_note, *released.notes) if n]}  # fmt: skip
     write_json(ctx.out_dir / "release" / "release.json", record)
     log.info("released %s v%s (%s): %s", ctx.name, released.version, ", ".join(released.aliases) or "no alias",
              released.decision.reason)  # fmt: skip

@@ -33,6 +33,7 @@ TRAINING_CODE = [
     "flows.release_steps",
     "flows.image_training",
     "flows.image_steps",
+    "flows.quantize_step",
 ]
 
 

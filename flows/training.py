@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from components.model.quantization import quantize_at_load
 from components.release import registry, run_records
 from components.release.lineage import git_commit
 from components.release.summary import (
@@ -25,7 +26,7 @@ from components.release.summary import (
     render_markdown,
     run_summary,
 )
-from flows import release_steps, steps
+from flows import quantize_step, release_steps, steps
 from flows.child_process import ChildProcess
 from flows.completed_run import nothing_changed
 from flows.fitting import FitEngine, train_and_choose
@@ -53,6 +54,7 @@ def validate_task(child: ChildProcess, ctx, frame, out_dir):
 
 
 assess_task = task(name="assess-on-test", task_run_name="assess {model.name} on test")(steps.assess)
+quantize_task = task(name="quantize", task_run_name="quantize {model.name}")(quantize_step.quantized)
 log_candidate_task = task(name="log-candidate", task_run_name="log {outcome.model.name}",
                           **IO_RETRIES)(release_steps.log_candidate)  # fmt: skip
 
@@ -151,9 +153,12 @@ def training_pipeline(
 
         splits = steps.split(ctx, frame)
         outcomes, best, fits = train_and_choose(ctx.settings, ctx.root, splits, logger, force, engine, ctx.task)
+        model, quantization, quantize_note = quantize_task(ctx, outcomes[best.candidate].model, splits.test)
+        outcomes[best.candidate] = replace(outcomes[best.candidate], model=model)
+        quantize_step.record_quantization(quantization)
         example = splits.train.drop(columns=[ctx.target])
         logged = {c: log_candidate_task(ctx.run_id, outcomes[c], example) for c in outcomes}
-        model = outcomes[best.candidate].model
+        model = quantize_at_load(model)  # what ships: the int8 net when quantization was accepted
         mlflow.log_metrics({"fit_phase_seconds": fits.seconds, "fits_trained": fits.fitted, "fits_cached": fits.cached})
 
         assessment = assess_task(ctx, model, splits.test, ctx.out_dir)
@@ -163,12 +168,13 @@ def training_pipeline(
         released = release_steps.release(ctx, model=model, model_uri=model_uri, child_run_id=child_run_id,
                                          assessment=assessment, frame=frame, train=splits.train, test=splits.test,
                                          validation=steps.validation_note(report), report_uri=report_uri,
-                                         run=TASKS, registered=registered)  # fmt: skip
+                                         run=TASKS, registered=registered, quantization=quantization)  # fmt: skip
         logger.info("gate: %s", released.decision.reason)
         summary = run_summary(ctx, released, outcomes=outcomes, chosen=best.candidate, n_rows=len(frame),
                               splits=splits.sizes(), validation=f"{steps.validation_note(report)}; drift vs "
                               f"{reference_note} (report: {report_uri})", test_metrics=assessment.metrics,
-                              tracking_uri=redact_uri(tracking_uri), notes=[fits.note(), *released.notes])  # fmt: skip
+                              tracking_uri=redact_uri(tracking_uri),
+                              notes=[n for n in (fits.note(), quantize_note, *released.notes) if n])  # fmt: skip
         record_summary(ctx, summary, released.version)
     logger.info("chosen %s, registered %s v%s, aliases %s", best.candidate, ctx.name, released.version,
                 released.aliases)  # fmt: skip

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from components.model.quantization import forward
 from components.model.torch_net import _BestWeights
 
 log = logging.getLogger(__name__)
@@ -191,7 +192,7 @@ def cnn_probabilities(net, X: np.ndarray, batch_rows: int = 4096) -> np.ndarray:
     with torch.no_grad():
         for start in range(0, len(X), batch_rows):  # bounded memory for large batches
             chunk = torch.as_tensor(np.asarray(X[start : start + batch_rows], dtype=np.float32))
-            parts.append(torch.softmax(net(chunk).double(), dim=1).numpy())
+            parts.append(torch.softmax(forward(net, chunk).double(), dim=1).numpy())
     if not parts:
         return np.zeros((0, net[-1].out_features), dtype=np.float64)
     return np.concatenate(parts)

@@ -151,6 +151,6 @@ def load_image_model(directory: str | Path) -> ImageModel:
         fit=spec.get("fit", {}),
     )
     # A CNN released quantized keeps float weights and the recipe; applied here, the int8 net that was measured.
-    from components.images.quantize import quantize_at_load
+    from components.model.quantization import quantize_at_load
 
     return quantize_at_load(model) if model.family == TORCH_CNN else model

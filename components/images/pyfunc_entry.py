@@ -13,7 +13,7 @@ import mlflow
 from mlflow.pyfunc import PythonModel
 
 from components.images.model_files import load_image_model
-from components.images.quantize import quantize_at_load
+from components.model.quantization import quantize_at_load
 
 
 class ImagePyfunc(PythonModel):

@@ -1,22 +1,13 @@
-"""Dynamic int8 quantization of the torch models, what it costs in accuracy, and whether to accept it.
+"""What dynamic int8 quantization costs a torch model in accuracy, size and latency, and whether to accept it.
 
-``quantize_dynamic_int8`` works on the image CNN (an ``ImageModel`` of family ``torch_cnn``) and on the
-tabular MLP (a ``TrainedModel`` of family ``torch_mlp``) and returns a new model of the same kind; the
-input is left as it was. ``quantization_report`` measures both models on the same rows, and
-``quantization_gate`` accepts the quantized one only if it loses at most a bound of accuracy.
-
-How a quantized model is stored: ``torch.load(weights_only=True)`` does read a dynamically quantized
-``state_dict`` back (torch 2.13: its packed int8 weights are quantized tensors in a tuple, both on the
-allow-list), but only into a net already quantized the same way, safetensors cannot hold it, and
-``torch.ao.quantization`` is deprecated. So the model files keep the float weights and the
-``QUANTIZATION_RECIPE`` (``marked_for_quantization``: key ``quantization`` of ``fit`` on an ImageModel,
-``extra`` on a TrainedModel), and ``quantize_at_load`` applies it after loading: dynamic quantization
-is a function of the weights alone, so this rebuilds the very same int8 net.
+``quantization_report`` measures the float and the quantized model on the same rows (images or a feature
+frame), and ``quantization_gate`` accepts the quantized one only if it loses at most a bound of accuracy.
+Making the int8 net and rebuilding it at load are ``components.model.quantization`` (it ships inside every
+model), re-exported here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import statistics
 import time
@@ -25,72 +16,17 @@ from typing import Any
 
 import numpy as np
 
-QUANTIZATION_KEY = "quantization"
-QUANTIZATION_RECIPE = {"scheme": "dynamic_int8", "modules": ["Linear"]}
-QUANTIZABLE = ("torch_cnn", "torch_mlp")
+from components.model.quantization import (  # noqa: F401 (re-exported: one place to quantize from)
+    QUANTIZABLE,
+    QUANTIZATION_KEY,
+    QUANTIZATION_RECIPE,
+    is_quantized,
+    marked_for_quantization,
+    quantize_at_load,
+    quantize_dynamic_int8,
+)
+
 SINGLE_ROWS = 20  # rows timed one at a time per repeat, for the per-row latency
-
-
-def _record_field(model: Any) -> str:
-    """Where a model keeps plain facts about itself: ``fit`` on an ImageModel, ``extra`` on a TrainedModel."""
-    return "fit" if hasattr(model, "image") else "extra"
-
-
-def _quantized_net(net: Any) -> Any:
-    import torch
-    from torch.ao.quantization import quantize_dynamic
-
-    with warnings.catch_warnings():
-        # torch.ao.quantization warns that it is deprecated in favour of torchao (not installed here);
-        # the eager API still works in torch 2.13 and the weights are all we depend on (see quantize_at_load).
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        # Only Linear layers: dynamic quantization stores their weights as int8 and quantizes each
-        # batch's activations on the fly. Convolutions have no dynamic kernel, so the CNN's conv layers
-        # stay float; on the digits CNN the Linear head holds half the weights and most of the bytes.
-        # inplace=False: quantize_dynamic deep-copies, so the input net is untouched.
-        return quantize_dynamic(net, {torch.nn.Linear}, dtype=torch.qint8, inplace=False).eval()
-
-
-def is_quantized(model: Any) -> bool:
-    """Whether ``model``'s net holds int8 layers (a recorded recipe alone, on float weights, is not enough)."""
-    return any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in model.estimator.modules())
-
-
-def quantize_dynamic_int8(model: Any) -> Any:
-    """A copy of ``model`` (torch_cnn ImageModel or torch_mlp TrainedModel) whose Linear layers are int8,
-    recording ``QUANTIZATION_RECIPE`` under ``quantization``; ``model`` itself is left as it was."""
-    if getattr(model, "family", None) not in QUANTIZABLE:
-        raise ValueError(f"model {getattr(model, 'name', '?')!r} of family {getattr(model, 'family', None)!r}: "
-                         f"dynamic int8 quantization applies to {', '.join(QUANTIZABLE)} only")  # fmt: skip
-    if is_quantized(model):
-        raise ValueError(f"model {model.name!r} is already quantized")
-    field = _record_field(model)
-    record = {**(getattr(model, field) or {}), QUANTIZATION_KEY: dict(QUANTIZATION_RECIPE)}
-    return dataclasses.replace(model, estimator=_quantized_net(model.estimator), **{field: record})
-
-
-def marked_for_quantization(float_model: Any) -> Any:
-    """What the model files store for a quantized model: the float weights, recording the recipe that
-    ``quantize_at_load`` applies. A quantized state_dict loads only into a net quantized alike (see the
-    module docstring), so the existing pickle-free savers keep working unchanged."""
-    if is_quantized(float_model):
-        raise ValueError(f"model {float_model.name!r}: mark the float model, not the quantized one")
-    field = _record_field(float_model)
-    record = {**(getattr(float_model, field) or {}), QUANTIZATION_KEY: dict(QUANTIZATION_RECIPE)}
-    return dataclasses.replace(float_model, **{field: record})
-
-
-def quantize_at_load(model: Any) -> Any:
-    """``model`` as loaded from its files: quantized if it records the recipe on float weights, else as it is.
-    Dynamic quantization depends on the weights alone, so this rebuilds the int8 net that was measured."""
-    recipe = (getattr(model, _record_field(model)) or {}).get(QUANTIZATION_KEY)
-    if recipe is None or is_quantized(model):
-        return model
-    if recipe != QUANTIZATION_RECIPE:
-        raise ValueError(f"model {model.name!r}: unknown quantization recipe {recipe!r}; "
-                         f"this code applies {QUANTIZATION_RECIPE!r}")  # fmt: skip
-    return quantize_dynamic_int8(model)
 
 
 def state_dict_bytes(model: Any) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from components.model.lgbm import load_booster, save_booster
+from components.model.quantization import quantize_at_load
 from components.model.tasks import BINARY, check_task
 from components.model.torch_net import build_mlp
 from components.model.trained import TrainedModel
@@ -25,7 +26,8 @@ SAFE_TYPE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.
 META_FILE = "model.json"
 # What a torch model needs besides its weights (model.extra -> model.json): the input width, the number of
 # outputs (one per class for multiclass) and, for regression, the target's mean and spread the net predicts in.
-_TORCH_META = ("n_inputs", "n_outputs", "target_mean", "target_std")
+# "quantization": the recipe of a model released with int8 Linear layers (components.model.quantization)
+_TORCH_META = ("n_inputs", "n_outputs", "target_mean", "target_std", "quantization")
 
 
 class UnsafeModelFileError(ValueError):
@@ -131,12 +133,13 @@ def load_model(directory: str | Path) -> TrainedModel:
         net = build_mlp(meta["n_inputs"], meta["params"]["hidden"], n_outputs)
         net.load_state_dict(torch.load(directory / "mlp_state.pt", weights_only=True))
         net.eval()
-        return TrainedModel(
+        model = TrainedModel(
             **common,
             estimator=net,
             preprocessor=_skops_load(directory / "preprocessor.skops"),
             extra={k: meta[k] for k in _TORCH_META if k in meta},
         )
+        return quantize_at_load(model)  # the int8 net that was measured, when it was released quantized
     if meta["family"] == "lightgbm":
         return TrainedModel(
             **common, estimator=load_booster(directory), preprocessor=_skops_load(directory / "preprocessor.skops")

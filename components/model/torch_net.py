@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from components.model.quantization import forward
 from components.model.tasks import BINARY, MULTICLASS, REGRESSION, check_task
 
 log = logging.getLogger(__name__)
@@ -224,7 +225,7 @@ def mlp_proba(net, X: np.ndarray) -> np.ndarray:
     import torch
 
     with torch.no_grad():
-        logits = net(torch.as_tensor(np.asarray(X, dtype=np.float32)))
+        logits = forward(net, torch.as_tensor(np.asarray(X, dtype=np.float32)))
         return torch.sigmoid(logits).reshape(-1).double().numpy()
 
 
@@ -236,7 +237,7 @@ def mlp_scores(net, X: np.ndarray, task: str = BINARY, target_mean: float = 0.0,
     if task == BINARY:
         return mlp_proba(net, X)
     with torch.no_grad():
-        out = net(torch.as_tensor(np.asarray(X, dtype=np.float32))).double()
+        out = forward(net, torch.as_tensor(np.asarray(X, dtype=np.float32))).double()
     if task == MULTICLASS:
         return torch.softmax(out, dim=1).numpy()
     return out.reshape(-1).numpy() * target_std + target_mean

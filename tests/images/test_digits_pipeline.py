@@ -9,6 +9,7 @@ user's folder gets them: the contract quarantines both and the report names them
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -157,3 +158,15 @@ def test_dvc_repro_in_the_pipeline_folder_runs_the_same_pipeline(repo):
     assert (folder / "dvc.lock").is_file()
     out = sh(folder, str(BIN / "dvc"), "repro").stdout
     assert "Running stage" not in out
+
+
+def test_search_on_dask_the_fit_cache_and_quantization_carry_images(repo):
+    search = ["--set", "train.candidates.cnn.search={lr: {low: 0.001, high: 0.01, log: true}}",
+              "--set", "train.search.n_trials=2", "--set", "train.parallel.engine=dask",
+              "--set", "package.quantize=true"]  # fmt: skip
+    out = mlops(repo, "run", *search).stdout
+    trained, cached = map(int, re.search(r"fits: (\d+) trained, (\d+) from Prefect's cache", out).groups())
+    assert (trained, trained + cached) in ((2, 3), (3, 3))  # two new CNN trials on Dask; the baseline maybe cached
+    assert "quantized model accepted" in out or "quantized model refused" in out
+    again = mlops(repo, "run", *search, "--set", "train.candidates.pixels_logreg.C=0.5").stdout
+    assert "fits: 1 trained, 2 from Prefect's cache" in again  # only the changed candidate is fitted again

@@ -18,7 +18,7 @@ from components.images.image_model import ImageModel
 from components.images.manifest import scan_images
 from components.images.split import split_images
 from components.training.families import train_candidate
-from flows import image_steps, steps
+from flows import image_steps, quantize_step, steps
 from tests.conftest import ROOT
 
 DIGITS = ROOT / "pipelines" / "digits"
@@ -144,14 +144,14 @@ def test_quantization_is_a_choice_with_a_bound(project, cnn, digits):
     ctx = steps.resolve(project / "params.yaml")
     X, y = digits["test"]
     test = _frame(X, y)
-    same, report, note = image_steps.quantized(ctx, cnn, test)
-    assert same is cnn and report is None and "package.quantize: false" in note
+    same, report, note = quantize_step.quantized(ctx, cnn, test)
+    assert same is cnn and report is None and note == ""  # off: nothing to say
     on = steps.resolve(project / "params.yaml", ["package.quantize=true"])
-    marked, report, note = image_steps.quantized(on, cnn, test)
+    marked, report, note = quantize_step.quantized(on, cnn, test)
     assert report["accepted"] and "accepted" in note and marked.fit["quantization"]["scheme"] == "dynamic_int8"
     assert report["size_bytes_quantized"] < report["size_bytes_float"]
     strict = steps.resolve(project / "params.yaml", ["package.quantize=true", "package.quantize_max_accuracy_drop=0"])
-    kept, report, note = image_steps.quantized(strict, cnn, test)
+    kept, report, note = quantize_step.quantized(strict, cnn, test)
     assert report["accepted"] == (report["accuracy_quantized"] >= report["accuracy_float"])
     assert ("quantization" in kept.fit) == report["accepted"]
 
