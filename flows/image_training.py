@@ -84,7 +84,7 @@ def image_training_pipeline(
         mlflow.set_tags(release_steps.run_tags(ctx) | {"data_kind": "images"})
         release_steps.log_run_inputs(ctx)
         try:
-            report, split_paths, _, reference_note = validate_task(validator, ctx, ctx.out_dir)
+            report, split_paths, _, _ = validate_task(validator, ctx, ctx.out_dir)
         finally:
             if (ctx.out_dir / "validation_report.html").exists():
                 mlflow.log_artifacts(str(ctx.out_dir), "validation")

@@ -37,11 +37,24 @@ class RunSummary:
     skipped: bool = False
     task: str = "binary"
     primary_metric: str | None = None
+    params_option: str = ""  # how the "Next" commands name this project's params ("" at its root)
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
 
         return asdict(self)
+
+
+def params_option(root: Any) -> str:
+    """``--params <folder>/params.yaml `` when the project is not the current folder (a pipeline folder such as
+    pipelines/digits keeps its own store: commands without it would look in another)."""
+    import os
+    from pathlib import Path
+
+    root, here = Path(root).resolve(), Path.cwd().resolve()
+    if root == here:
+        return ""
+    return f"--params {Path(os.path.relpath(root, here)) / 'params.yaml'} "
 
 
 def redact_uri(uri: str) -> str:
@@ -102,8 +115,10 @@ def render_markdown(s: RunSummary) -> str:
         "",
         "Next:",
         f"- `mlflow ui --backend-store-uri {redact_uri(s.tracking_uri)}`" if s.tracking_uri else "- `mlflow ui`",
-        f"- `mlops status --model {s.registered_model}` to list its versions and aliases (`mlops status`: every model)",
-        f"- `mlops serve --model {s.registered_model}` to serve its champion's bento on 127.0.0.1:3000",
+        f"- `mlops {s.params_option}status --model {s.registered_model}` to list its versions and aliases "
+        f"(`mlops {s.params_option}status`: every model)",
+        f"- `mlops {s.params_option}serve --model {s.registered_model}` to serve its champion's bento "
+        "on 127.0.0.1:3000",
     ]
     return "\n".join(lines) + "\n"
 
@@ -121,7 +136,7 @@ def skipped_summary(ctx: Any, version: dict[str, Any], tracking_uri: str, champi
                       validation="skipped", candidates={}, chosen=None, registered_model=ctx.name,
                       version=version["version"], aliases=version["aliases"],
                       bento_tag=version["tags"].get(v.TAG_BENTO), decision="skipped: " + note,
-                      tracking_uri=tracking_uri, skipped=True)  # fmt: skip
+                      tracking_uri=tracking_uri, skipped=True, params_option=params_option(ctx.root))  # fmt: skip
 
 
 def run_summary(ctx: Any, released: Any, *, outcomes: dict[str, Any], chosen: str, n_rows: int,
@@ -134,7 +149,8 @@ def run_summary(ctx: Any, released: Any, *, outcomes: dict[str, Any], chosen: st
                       version=released.version, aliases=released.aliases, bento_tag=released.bento_tag,
                       decision=released.decision.reason, tracking_uri=tracking_uri, run_id=ctx.run_id, notes=notes,
                       gate=released.decision.summary_lines()[1:], task=ctx.task,
-                      primary_metric=ctx.settings.evaluate.primary_metric)  # fmt: skip
+                      primary_metric=ctx.settings.evaluate.primary_metric,
+                      params_option=params_option(ctx.root))  # fmt: skip
 
 
 def _cell(value: Any) -> str:
