@@ -34,6 +34,7 @@ TRAINING_CODE = [
     "flows.image_training",
     "flows.image_steps",
     "flows.quantize_step",
+    "flows.validation_cache",
 ]
 
 
@@ -155,9 +156,17 @@ def fingerprinted(ctx: RunContext, md5: str) -> RunContext:
     return replace(ctx, md5=md5, phash=inputs.params_hash, code_hash=inputs.code_hash, fingerprint=inputs.fingerprint)
 
 
-def drift_reference(ctx: RunContext, frame: pd.DataFrame, md5: str) -> tuple[pd.DataFrame, str]:
-    """The data the champion was trained on (through its dataset md5 and the DVC cache), else our training split."""
-    from components.data.reading import normalise
+@dataclass(frozen=True)
+class DriftReference:
+    """Which data the drift of a run is measured against, found without reading it."""
+
+    data: str  # its identity: the md5 of the champion's dataset, or "training split" of this one
+    note: str  # what the report and the summary say
+    path: Path | None = None  # the champion's dataset in the DVC cache, when it is another dataset
+
+
+def drift_reference_source(ctx: RunContext, md5: str) -> DriftReference:
+    """The champion's training data (through its dataset md5 and the DVC cache), else our training split."""
     from components.release import registry
     from components.vocabulary import TAG_DATASET_MD5
 
@@ -165,13 +174,25 @@ def drift_reference(ctx: RunContext, frame: pd.DataFrame, md5: str) -> tuple[pd.
     if champion is not None:
         champion_md5 = registry.client().get_model_version(ctx.name, champion).tags.get(TAG_DATASET_MD5)
         if champion_md5 == md5:
-            return frame, f"champion v{champion}'s dataset (md5 {md5}, unchanged)"
+            return DriftReference(md5, f"champion v{champion}'s dataset (md5 {md5}, unchanged)")
         cached = dataset.find_in_dvc_cache(ctx.root, champion_md5 or "")
         if cached is not None:
-            ref = dataset.load_dataset_file(cached)
-            ref = normalise(ref, ctx.contract) if ctx.contract else ref
-            return ref, f"champion v{champion}'s dataset (md5 {champion_md5}, from the DVC cache)"
-    return split(ctx, frame).train, "this dataset's training split (no champion dataset to compare against)"
+            note = f"champion v{champion}'s dataset (md5 {champion_md5}, from the DVC cache)"
+            return DriftReference(str(champion_md5), note, cached)
+    return DriftReference("training split", "this dataset's training split (no champion dataset to compare against)")
+
+
+def drift_reference(ctx: RunContext, frame: pd.DataFrame, md5: str) -> tuple[pd.DataFrame, str]:
+    """The drift reference's data (see :func:`drift_reference_source`) and its note."""
+    from components.data.reading import normalise
+
+    source = drift_reference_source(ctx, md5)
+    if source.data == md5:
+        return frame, source.note
+    if source.path is not None:
+        ref = dataset.load_dataset_file(source.path)
+        return (normalise(ref, ctx.contract) if ctx.contract else ref), source.note
+    return split(ctx, frame).train, source.note
 
 
 # What validation imports (Great Expectations): a driver that validates in a child process

@@ -9,6 +9,7 @@ What Prefect adds: named tasks, retries on I/O, the per-fit cache (flows.fitting
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from components.release.summary import (
     render_markdown,
     run_summary,
 )
-from flows import quantize_step, release_steps, steps
+from flows import quantize_step, release_steps, steps, validation_cache
 from flows.child_process import ChildProcess
 from flows.completed_run import nothing_changed
 from flows.fitting import FitEngine, train_and_choose
@@ -50,6 +51,7 @@ def validate_task(child: ChildProcess, ctx, frame, out_dir):
     next never holds GX, the reference or a copy of the data); returns (report, the frame models see,
     report path, reference note)."""
     report, kept, html, contract, reference_note = child.call(steps.load_and_check, ctx, out_dir)
+    validation_cache.store(ctx, report, kept, len(frame), reference_note)
     return report, steps.accepted_frame(frame, kept, contract), html, reference_note
 
 
@@ -134,8 +136,9 @@ def training_pipeline(
 
     engine = FitEngine(ctx.settings.train.parallel)  # a local Dask cluster warms up while the data is validated
     registered: list[str] = []
+    reused = None if force else validation_cache.lookup(ctx)  # a passed validation of these exact inputs
     with (
-        ChildProcess(warm=steps.VALIDATION_IMPORTS) as validator,
+        ChildProcess(warm=steps.VALIDATION_IMPORTS) if reused is None else nullcontext() as validator,
         engine,
         mlflow.start_run(run_name=run_records.parent_run_name(ctx.name, md5, ctx.driver)) as parent,
         run_records.failures_recorded(ctx.name, registered),
@@ -144,7 +147,11 @@ def training_pipeline(
         mlflow.set_tags(release_steps.run_tags(ctx))
         release_steps.log_run_inputs(ctx)
         try:
-            report, frame, _, reference_note = validate_task(validator, ctx, frame, ctx.out_dir)
+            if reused is None:
+                report, frame, _, reference_note = validate_task(validator, ctx, frame, ctx.out_dir)
+            else:
+                report, reference_note = reused.report, reused.reference_note
+                frame = steps.accepted_frame(frame, frame.index if reused.kept is None else reused.kept, ctx.contract)
         finally:
             if (ctx.out_dir / "validation_report.html").exists():
                 mlflow.log_artifacts(str(ctx.out_dir), "validation")
@@ -174,7 +181,8 @@ def training_pipeline(
                               splits=splits.sizes(), validation=f"{steps.validation_note(report)}; drift vs "
                               f"{reference_note} (report: {report_uri})", test_metrics=assessment.metrics,
                               tracking_uri=redact_uri(tracking_uri),
-                              notes=[n for n in (fits.note(), quantize_note, *released.notes) if n])  # fmt: skip
+                              notes=[n for n in (fits.note(), reused and reused.note(), quantize_note,
+                                                 *released.notes) if n])  # fmt: skip
         record_summary(ctx, summary, released.version)
     logger.info("chosen %s, registered %s v%s, aliases %s", best.candidate, ctx.name, released.version,
                 released.aliases)  # fmt: skip

@@ -54,7 +54,8 @@ def params_option(root: Any) -> str:
     root, here = Path(root).resolve(), Path.cwd().resolve()
     if root == here:
         return ""
-    return f"--params {Path(os.path.relpath(root, here)) / 'params.yaml'} "
+    shown = Path(os.path.relpath(root, here)) if root.is_relative_to(here) else root  # no ../../ climbing
+    return f"--params {shown / 'params.yaml'} "
 
 
 def redact_uri(uri: str) -> str:

@@ -74,9 +74,17 @@ def test_cached_fits_are_reused_and_a_candidate_change_refits_only_that_candidat
         params_path=params, overrides=[*NO_INFRA, "serve.max_batch=500", "train.candidates.hgb.learning_rate=0.2"]
     )
     assert one_candidate["notes"][0] == "fits: 1 trained, 4 from Prefect's cache"
+    # the same data, contract and drift reference (the champion's data is this data) as the run before it
+    assert one_candidate["notes"][1].startswith("validation reused"), one_candidate["notes"]
+    import mlflow
+
+    logged = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}").list_artifacts(one_candidate["run_id"],
+                                                                                     "validation")  # fmt: skip
+    assert {"validation/validation_report.html", "validation/validation_report.json"} <= {a.path for a in logged}
     assert one_candidate["candidates"]["logreg"] == first["candidates"]["logreg"]
     assert one_candidate["candidates"]["hgb"] != first["candidates"]["hgb"]
 
     forced = training_pipeline(params_path=params, overrides=NO_INFRA, force=True)
     assert forced["notes"][0] == "fits: 5 trained, 0 from Prefect's cache"
+    assert not any(n.startswith("validation reused") for n in forced["notes"])  # --force validates afresh
     assert forced["candidates"] == first["candidates"]

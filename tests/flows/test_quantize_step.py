@@ -31,8 +31,8 @@ def _mlp(train: pd.DataFrame, task: str = "binary"):
 def ctx(tmp_path_factory):
     root = tmp_path_factory.mktemp("q")
     (root / "params.yaml").write_text((ROOT / "params.yaml").read_text())
-    return lambda *overrides: steps.resolve(root / "params.yaml", ["validate.contract=null", "data.target=y", "promote.registered_model=q",
-                                                                    *overrides], require_data=False)  # fmt: skip
+    base = ["validate.contract=null", "data.target=y", "promote.registered_model=q"]
+    return lambda *overrides: steps.resolve(root / "params.yaml", [*base, *overrides], require_data=False)
 
 
 def test_an_accepted_mlp_is_logged_float_with_its_recipe_and_loads_int8(ctx):

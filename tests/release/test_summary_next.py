@@ -16,3 +16,11 @@ def test_next_commands_carry_the_params_of_a_pipeline_folder(tmp_path, monkeypat
     markdown = render_markdown(summary)
     assert "`mlops --params pipelines/digits/params.yaml status --model digits-classifier`" in markdown
     assert "`mlops --params pipelines/digits/params.yaml serve --model digits-classifier`" in markdown
+
+
+def test_a_project_outside_the_current_folder_is_named_by_its_absolute_path(tmp_path, monkeypatch):
+    elsewhere, here = tmp_path / "elsewhere", tmp_path / "here"
+    elsewhere.mkdir()
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert params_option(elsewhere) == f"--params {elsewhere.resolve() / 'params.yaml'} "
