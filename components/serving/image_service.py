@@ -21,7 +21,6 @@ pyfunc runs, so served answers equal the pyfunc's; concurrent requests share one
 from __future__ import annotations
 
 import collections
-import functools
 import json
 import logging
 import os
@@ -32,6 +31,7 @@ from typing import Any
 import bentoml
 import numpy as np
 from answers import low_confidence_count
+from bento_runtime import bento_tag, prediction_series
 from fastapi import FastAPI
 from gatekeeper import error_response, json_response, labelled
 from image_requests import MULTIPART_OVERHEAD, ImageGatekeeper, UploadError, read_uploads
@@ -55,36 +55,12 @@ MAX_BATCH_BODY = min(MAX_BATCH * MAX_IMAGE_BYTES, 64 * 1024 * 1024) + MULTIPART_
 LIMITS = {SINGLE: ("image", MAX_IMAGE_BYTES + MULTIPART_OVERHEAD), BATCH: ("images", MAX_BATCH_BODY)}
 
 
-def _bento_tag() -> str | None:
-    """The exact tag of the bento this file runs from (``bento.yaml`` sits beside ``src/``)."""
-    info = Path(__file__).resolve().parent.parent / "bento.yaml"
-    if not info.is_file():
-        return None
-    import yaml
-
-    data = yaml.safe_load(info.read_text())
-    return f"{data['name']}:{data['version']}"
+BENTO_TAG = bento_tag(__file__)
 
 
-BENTO_TAG = _bento_tag()
-
-
-@functools.cache
 def metrics() -> SimpleNamespace:
-    """The tabular service's per-prediction series (same names, labels and buckets), created on first use,
-    after BentoML has put the worker in prometheus multiprocess mode."""
-    import prometheus_client as prom
-
-    buckets = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
-    return SimpleNamespace(
-        batch_rows=prom.Histogram("mlops_model_batch_rows", "Rows per model call", buckets=buckets),
-        predictions=prom.Counter("mlops_predictions", "Predictions served, by label", ["label", "model_version"]),
-        low_confidence=prom.Counter(
-            "mlops_low_confidence_predictions",
-            f"Predictions with the highest class probability < {LOW_CONFIDENCE}",
-            ["model_version"],
-        ),
-    )
+    """The tabular service's per-prediction series, by the same names, labels and buckets."""
+    return prediction_series("multiclass", LOW_CONFIDENCE)
 
 
 def image_model(pyfunc: Any) -> Any:

@@ -54,6 +54,7 @@ from answers import (
     response_models,
 )
 from api_document import model_page, openapi_document, request_body_model, request_json_schema
+from bento_runtime import bento_tag, prediction_series
 from fastapi import FastAPI
 from gatekeeper import Gatekeeper, error_response, labelled
 from micro_batching import MicroBatcher
@@ -93,42 +94,9 @@ PredictRequest = request_body_model(request_json_schema(CONFIG["schema"], max_ba
                                                         example=CONFIG.get("example")))  # fmt: skip
 
 
-def _bento_tag() -> str | None:
-    """The exact tag of the bento this file runs from (``bento.yaml`` sits beside ``src/``)."""
-    info = Path(__file__).resolve().parent.parent / "bento.yaml"
-    if not info.is_file():
-        return None  # served from source, not from a built bento
-    import yaml
-
-    data = yaml.safe_load(info.read_text())
-    return f"{data['name']}:{data['version']}"
-
-
-@functools.cache
 def metrics() -> SimpleNamespace:
-    """Our per-prediction Prometheus series, created on first use: after BentoML has put the
-    worker in prometheus multiprocess mode, so ``/metrics`` aggregates them over all workers.
-    The per-request series (rejections, latency) are the gatekeeper's."""
-    import prometheus_client as prom  # not at import: its value class is fixed by the mode then
-
-    series = SimpleNamespace(
-        batch_rows=prom.Histogram(
-            "mlops_model_batch_rows",
-            "Rows per model call",
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
-        )
-    )
-    if TASK == REGRESSION:  # no labels to count: the distribution of answers shows drift
-        series.values = prom.Histogram(
-            "mlops_prediction_value", "Predicted values", ["model_version"], buckets=VALUE_BUCKETS
-        )
-        return series
-    confidence = "max(p, 1-p)" if TASK == BINARY else "the highest class probability"
-    series.predictions = prom.Counter("mlops_predictions", "Predictions served, by label", ["label", "model_version"])
-    series.low_confidence = prom.Counter(
-        "mlops_low_confidence_predictions", f"Predictions with {confidence} < {LOW_CONFIDENCE}", ["model_version"]
-    )
-    return series
+    """This service's per-prediction series (``bento_runtime.prediction_series``, by its task)."""
+    return prediction_series(TASK, LOW_CONFIDENCE, VALUE_BUCKETS)
 
 
 def fast_predictor(pyfunc: Any, task: str = BINARY, classes: list[Any] | None = None) -> Callable:
@@ -212,7 +180,7 @@ def health() -> dict[str, str]:
     return {"status": "ok", "model_version": CONFIG["metadata"]["model_version"]}
 
 
-BENTO_TAG = _bento_tag()
+BENTO_TAG = bento_tag(__file__)
 
 
 @bentoml.service(
