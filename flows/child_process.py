@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -41,6 +41,10 @@ class ChildProcess:
             return self._pool.submit(fn, *args, **kwargs).result()
         finally:
             self.close()  # one call: the child's memory is handed back before the caller goes on
+
+    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
+        """``fn(*args, **kwargs)`` started in the child; the caller takes the result and closes the child."""
+        return self._pool.submit(fn, *args, **kwargs)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -1,8 +1,9 @@
 """Nothing changed: a finished version already has this run's fingerprint (dataset md5, params, contract, code).
 
 Both ways in answer it with :func:`nothing_changed`: the training flow, after loading the data, and
-`mlops run` on Prefect's temporary API, before any flow starts (:func:`completed_run`). This module
-imports neither Prefect nor the training stack, so that answer costs the registry query and little else.
+`mlops run` on Prefect's temporary API, before any flow starts (:func:`run_context`, then
+:func:`completed_run`). This module imports neither Prefect nor the training stack, so that answer costs
+the registry query and little else.
 """
 
 from __future__ import annotations
@@ -25,11 +26,10 @@ def nothing_changed(ctx: steps.RunContext, tracking_uri: str) -> RunSummary | No
     return skipped_summary(ctx, done, redact_uri(tracking_uri), champion)
 
 
-def completed_run(params_path: str = "params.yaml", overrides: list[str] | None = None, data_path: str | None = None,
-                  contract: str | None = None) -> dict[str, Any] | None:  # fmt: skip
-    """What the training flow would answer when nothing changed, found without Prefect: `mlops run` then
-    neither starts nor stops a temporary Prefect server for a run that trains nothing. None when there is
-    work to do, or when the data is missing (the flow says why)."""
+def run_context(params_path: str = "params.yaml", overrides: list[str] | None = None, data_path: str | None = None,
+                contract: str | None = None) -> steps.RunContext | None:  # fmt: skip
+    """The run's context with its fingerprint, found without Prefect (tracking configured); None when the
+    data is missing or unreadable (the flow says why)."""
     from components.data.dataset import file_md5
     from flows.runtime import prepare_environment
 
@@ -46,8 +46,15 @@ def completed_run(params_path: str = "params.yaml", overrides: list[str] | None 
         md5 = file_md5(ctx.data_path)
     else:
         return None
-    tracking_uri = registry.configure_tracking(ctx.root)
-    summary = nothing_changed(steps.fingerprinted(ctx, md5), tracking_uri)
+    registry.configure_tracking(ctx.root)
+    return steps.fingerprinted(ctx, md5)
+
+
+def completed_run(ctx: steps.RunContext) -> dict[str, Any] | None:
+    """What the training flow would answer when nothing changed, for a :func:`run_context`: `mlops run`
+    then neither starts nor stops a temporary Prefect server for a run that trains nothing. None when
+    there is work to do."""
+    summary = nothing_changed(ctx, registry.configure_tracking(ctx.root))
     if summary is None:
         return None
     return json.loads(json.dumps(summary.to_dict(), default=str)) | {"markdown": render_markdown(summary)}

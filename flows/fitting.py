@@ -65,9 +65,7 @@ class FitEngine:
             self.local = BackgroundCluster(parallel.n_workers, env={"PREFECT_API_URL": api_url}, warm=_warm_worker,
                                            what="train.parallel")  # fmt: skip
         else:
-            # Fits run here: import their stack (skops alone takes seconds) while the data is validated in
-            # the validation child, instead of in the first fit.
-            threading.Thread(target=_warm_worker, name="warm-fit-imports", daemon=True).start()
+            warm_fit_imports()
 
     def runner(self):
         """A Prefect task runner on this engine (waits for the local cluster to be up)."""
@@ -95,6 +93,18 @@ class FitEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_warming: list[threading.Thread] = []
+
+
+def warm_fit_imports() -> None:
+    """Import the fit stack in a background thread, once per process: local fits run here, and skops alone
+    takes seconds to import. `mlops run` starts it while Prefect's temporary API starts; the flow, while
+    the data is validated in the validation child; either way not in the first fit."""
+    if not _warming:
+        _warming.append(threading.Thread(target=_warm_worker, name="warm-fit-imports", daemon=True))
+        _warming[0].start()
 
 
 def _warm_worker() -> None:

@@ -9,8 +9,10 @@ What Prefect adds: named tasks, retries on I/O, the per-fit cache (flows.fitting
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ from components.release.summary import (
     render_markdown,
     run_summary,
 )
-from flows import quantize_step, release_steps, steps, validation_cache
+from flows import early_validation, quantize_step, release_steps, steps, validation_cache
 from flows.child_process import ChildProcess
 from flows.completed_run import nothing_changed
 from flows.fitting import FitEngine, train_and_choose
@@ -46,11 +48,12 @@ load_task = task(name="load-dataset", task_run_name=lambda parameters: f"load {_
 
 @task(name="validate-dataset", cache_policy=NO_CACHE,
       task_run_name=lambda parameters: f"validate {_dataset_file(parameters)}")  # fmt: skip
-def validate_task(child: ChildProcess, ctx, frame, out_dir):
-    """The data checked against the contract and drift reference in ``child`` (the process that trains
-    next never holds GX, the reference or a copy of the data); returns (report, the frame models see,
-    report path, reference note)."""
-    report, kept, html, contract, reference_note = child.call(steps.load_and_check, ctx, out_dir)
+def validate_task(check: Callable[..., Any], ctx, frame, out_dir):
+    """The data checked against the contract and drift reference by ``check``: ``steps.load_and_check`` in
+    a child process (the process that trains next never holds GX, the reference or a copy of the data),
+    or the answer of the one `mlops run` started ahead; returns (report, the frame models see, report
+    path, reference note)."""
+    report, kept, html, contract, reference_note = check(ctx, out_dir)
     validation_cache.store(ctx, report, kept, len(frame), reference_note)
     return report, steps.accepted_frame(frame, kept, contract), html, reference_note
 
@@ -137,8 +140,12 @@ def training_pipeline(
     engine = FitEngine(ctx.settings.train.parallel)  # a local Dask cluster warms up while the data is validated
     registered: list[str] = []
     reused = None if force else validation_cache.lookup(ctx)  # a passed validation of these exact inputs
+    ahead = None if reused is not None else early_validation.take(ctx)  # started by `mlops run`, same inputs
+    if ahead is not None:
+        ctx = replace(ctx, out_dir=ahead.out_dir)  # the run folder its report is written to
+    validator = nullcontext() if reused else ahead.child if ahead else ChildProcess(warm=steps.VALIDATION_IMPORTS)
     with (
-        ChildProcess(warm=steps.VALIDATION_IMPORTS) if reused is None else nullcontext() as validator,
+        validator,
         engine,
         mlflow.start_run(run_name=run_records.parent_run_name(ctx.name, md5, ctx.driver)) as parent,
         run_records.failures_recorded(ctx.name, registered),
@@ -148,7 +155,8 @@ def training_pipeline(
         release_steps.log_run_inputs(ctx)
         try:
             if reused is None:
-                report, frame, _, reference_note = validate_task(validator, ctx, frame, ctx.out_dir)
+                check = ahead.result if ahead else partial(validator.call, steps.load_and_check)
+                report, frame, _, reference_note = validate_task(check, ctx, frame, ctx.out_dir)
             else:
                 report, reference_note = reused.report, reused.reference_note
                 frame = steps.accepted_frame(frame, frame.index if reused.kept is None else reused.kept, ctx.contract)

@@ -61,6 +61,12 @@ def _folder(ctx: RunContext, key: str) -> Path:
     return ctx.root / ".mlops" / "validation-cache" / key
 
 
+def current_key(ctx: RunContext) -> tuple[str | None, bool]:
+    """The key of a validation of ``ctx``'s inputs today (None: not reusable), and whether one is kept."""
+    key = cache_key(ctx, drift_reference_source(ctx, ctx.md5))
+    return key, key is not None and (_folder(ctx, key) / RESULT).is_file()
+
+
 def lookup(ctx: RunContext) -> CachedValidation | None:
     """The kept validation of these exact inputs, its report files copied into ``ctx.out_dir``; else None."""
     import pandas as pd

@@ -44,27 +44,36 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from flows.completed_run import completed_run
+    from flows import early_validation
+    from flows.completed_run import completed_run, run_context
 
     # On Prefect's temporary API, "nothing changed" is answered before a server starts (seconds saved,
-    # no run to show). With a Prefect server the flow runs, so the skip is recorded in its UI.
-    if not args.force and not os.environ.get("PREFECT_API_URL"):
-        done = completed_run(params_path=args.params, overrides=args.set, data_path=args.data, contract=args.contract)
+    # no run to show), and the data is validated while it starts. With a Prefect server the flow runs
+    # whole, so the skip is recorded in its UI.
+    ctx = None
+    if not os.environ.get("PREFECT_API_URL"):
+        ctx = run_context(params_path=args.params, overrides=args.set, data_path=args.data, contract=args.contract)
+        done = None if ctx is None or args.force else completed_run(ctx)
         if done is not None:
             print(done["markdown"])
             return 0
-    if _image_run(args):
-        from flows.image_training import image_training_pipeline as training_pipeline
-    else:
-        from flows.training import training_pipeline  # Prefect and the training stack: only when there is work
+    with early_validation.ahead(ctx, force=args.force):  # from here on, the flow's imports overlap it too
+        if _image_run(args):
+            from flows.image_training import image_training_pipeline as training_pipeline
+        else:
+            from flows.training import training_pipeline  # Prefect and the training stack: only when there is work
 
-    result = training_pipeline(
-        params_path=args.params,
-        overrides=args.set,
-        data_path=args.data,
-        contract=args.contract,
-        force=args.force,
-    )
+            if ctx is not None and ctx.settings.train.parallel.engine == "local":
+                from flows.fitting import warm_fit_imports
+
+                warm_fit_imports()  # while the temporary API starts
+        result = training_pipeline(
+            params_path=args.params,
+            overrides=args.set,
+            data_path=args.data,
+            contract=args.contract,
+            force=args.force,
+        )
     print(result["markdown"])
     return 0
 

@@ -5,6 +5,8 @@ the metrics of the in-process run. Re-runs reuse cached fits: a change no fit re
 trains nothing; a change to one candidate's params re-fits that candidate only.
 """
 
+import shutil
+
 import pytest
 
 from components.release import registry
@@ -70,10 +72,16 @@ def test_cached_fits_are_reused_and_a_candidate_change_refits_only_that_candidat
     assert serve_only["notes"][0] == "fits: 0 trained, 5 from Prefect's cache"
     assert serve_only["candidates"] == first["candidates"]
 
-    one_candidate = training_pipeline(
-        params_path=params, overrides=[*NO_INFRA, "serve.max_batch=500", "train.candidates.hgb.learning_rate=0.2"]
-    )
+    # the same inputs (data, params, champion) in a copy with no fit or validation cached: every fit from scratch
+    cold = tmp_path / "cold"
+    shutil.copytree(project, cold, ignore=shutil.ignore_patterns(".mlops", "runs"))
+    changed = [*NO_INFRA, "serve.max_batch=500", "train.candidates.hgb.learning_rate=0.2"]
+    one_candidate = training_pipeline(params_path=params, overrides=changed)
     assert one_candidate["notes"][0] == "fits: 1 trained, 4 from Prefect's cache"
+    from_scratch = training_pipeline(params_path=str(cold / "params.yaml"), overrides=changed, force=True)
+    assert from_scratch["notes"][0] == "fits: 5 trained, 0 from Prefect's cache"
+    for key in ("candidates", "chosen", "test_metrics", "decision", "aliases", "version"):
+        assert one_candidate[key] == from_scratch[key], key  # cached fits decide as fresh ones do
     # the same data, contract and drift reference (the champion's data is this data) as the run before it
     assert one_candidate["notes"][1].startswith("validation reused"), one_candidate["notes"]
     import mlflow
