@@ -131,7 +131,7 @@ def _run(args: argparse.Namespace, tmp: Path) -> int:
     from components.images.pyfunc import log_image_model
     from components.images.quantize import quantization_report, quantize_dynamic_int8
     from components.release import registry
-    from components.release.infra_validation import serve_bento
+    from components.release.bento_server import serve_bento
 
     (X, y), (X_val, y_val), (X_test, y_test) = _digits()
     model = train_image_candidate("cnn", TORCH_CNN, {"epochs": args.epochs}, X, y, X_val, y_val, seed=0)

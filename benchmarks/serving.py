@@ -198,7 +198,7 @@ def process(cmd: list[str], health_url: str, cwd: Path, env: dict[str, str], tim
     """A server subprocess in its own session, up until the block exits; yields its pid."""
     import httpx
 
-    from components.release.infra_validation import stop_server
+    from components.release.bento_server import stop_server
 
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # mlflow execs `uvicorn`
     with (cwd / f"{Path(cmd[0]).name}.log").open("w") as logfile:
@@ -244,7 +244,8 @@ def main() -> int:
         }
     )
     os.environ.pop("MLFLOW_TRACKING_URI", None)
-    from components.release.infra_validation import frame_to_records, free_port, serve_bento
+    from components.release.bento_server import free_port, serve_bento
+    from components.release.infra_validation import frame_to_records
 
     log.info("building the model and bento in %s", workdir)
     tag, model_path, X = build(workdir, args.family)

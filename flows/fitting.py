@@ -20,6 +20,7 @@ from components.evaluation.metrics import EvalResult, choose_best
 from components.local_cluster import BackgroundCluster
 from components.model.trained import TrainedModel
 from components.training.search import CandidateOutcome
+from flows import temporary_api
 from flows.prefect_cache import TrainedResultSerializer, key_from_task_parameters
 
 
@@ -53,7 +54,7 @@ class FitEngine:
     def __init__(self, parallel: ParallelSettings) -> None:
         self.parallel = parallel
         self.local: BackgroundCluster | None = None
-        if parallel.engine == "dask" and parallel.address and _api_url() is None:
+        if parallel.engine == "dask" and parallel.address and _api_url() in (None, temporary_api.url()):
             raise ConfigError(
                 "train.parallel.address: workers of an existing Dask cluster report to the Prefect API, "
                 "and this run uses a temporary one they cannot reach; set PREFECT_API_URL to a Prefect server"

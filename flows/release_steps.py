@@ -216,7 +216,10 @@ def infra_validate(ctx: RunContext, bento_tag: str, rows: pd.DataFrame, version:
     from components.release.infra_validation import validate_bento
 
     budget = ctx.settings.package.infra_validation.p95_budget_ms
-    return validate_bento(bento_tag, rows, f"models:/{ctx.name}/{version}", p95_budget_ms=budget)
+    # The server stops while promotion goes on; the process waits for that before it exits.
+    return validate_bento(
+        bento_tag, rows, f"models:/{ctx.name}/{version}", p95_budget_ms=budget, stop_in_background=True
+    )
 
 
 def promote(ctx: RunContext, version: str, expected: str | None, reason: str):

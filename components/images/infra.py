@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from components.release.answer_parity import MULTICLASS, compare_predictions, parity_problems
-from components.release.infra_validation import InfraReport, ServeError, check_exact_tag, serve_bento
+from components.release.bento_server import ServeError, check_exact_tag, serve_bento
+from components.release.infra_validation import InfraReport
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from components.release.infra_validation import check_exact_tag
+from components.release.bento_server import check_exact_tag
 
 
 def _k8s_name(value: str) -> str:

@@ -7,46 +7,27 @@ classifier, values within ``prob_tol * max(1, |value|)`` for regression: see
 under a p95 budget. A failed check is a result (``InfraReport.passed`` is False,
 ``reason`` says why and names the first differing row and field), never an exception.
 
-``serve_bento`` (a context manager) is the one way we start ``bentoml serve``:
-exact tag, 127.0.0.1, a free port, its own session, always stopped.
+The server is started by ``bento_server.serve_bento``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from components.release.answer_parity import REGRESSION, compare_predictions, parity_problems, reference_task
+from components.release.bento_server import ServeError, check_exact_tag, serve_bento
 
 log = logging.getLogger(__name__)
-
-
-class ServeError(RuntimeError):
-    """``bentoml serve`` did not come up; the message holds the end of its log."""
-
-
-@dataclass(frozen=True)
-class ServedBento:
-    url: str
-    port: int
-    pid: int
-    log_path: Path
 
 
 @dataclass(frozen=True)
@@ -68,119 +49,6 @@ class InfraReport:
     max_value_diff: float = math.nan  # regression: the largest |difference| / max(1, |value|)
 
 
-def check_exact_tag(bento_tag: str) -> None:
-    """Refuse ``name`` and ``name:latest``: what we validate must be what we deploy."""
-    name, _, version = bento_tag.partition(":")
-    if not name or not version or version == "latest":
-        raise ValueError(f"need an exact bento tag 'name:version', got {bento_tag!r}")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def bentoml_command() -> list[str]:
-    """The ``bentoml`` CLI of this interpreter's environment."""
-    exe = Path(sys.executable).parent / "bentoml"
-    return [str(exe)] if exe.exists() else [shutil.which("bentoml") or "bentoml"]
-
-
-def _tail(path: Path, n: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return ""
-
-
-GUARD_GRACE_S = 10.0  # the guard's SIGTERM-to-SIGKILL wait; bentoml serve stops in ~1 s
-
-
-def stop_server(proc: subprocess.Popen, grace_s: float = GUARD_GRACE_S + 5) -> None:
-    """SIGTERM ``proc`` (the guard, or a bare server) and wait; then SIGKILL anything left of its tree.
-
-    The guard stops ``bentoml serve`` (which stops its workers) and escalates to SIGKILL by itself
-    within ``GUARD_GRACE_S``; the kills here are for a guard that could not.
-    """
-    from components.release.process_guard import descendants, kill_all
-
-    family = descendants(proc.pid)  # now: workers run in sessions of their own and may be orphaned later
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            log.warning("pid %d ignored SIGTERM for %g s; killing its tree", proc.pid, grace_s)
-            with suppress(ProcessLookupError, PermissionError):  # not reaped yet, so the group id is still ours
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-    if left := kill_all(family):
-        log.warning("could not stop pids %s of bentoml serve", [p.pid for p in left])
-
-
-def _served_pid(guard: subprocess.Popen) -> int:
-    """The pid of ``bentoml serve`` itself (the guard's first child), the pid callers know it by."""
-    import psutil
-
-    with suppress(psutil.Error):
-        if children := psutil.Process(guard.pid).children():
-            return min(children, key=lambda p: p.create_time()).pid
-    return guard.pid
-
-
-@contextmanager
-def serve_bento(
-    bento_tag: str, *, bentoml_home: str | None = None, timeout_s: float = 120, env: dict[str, str] | None = None
-) -> Iterator[ServedBento]:
-    """Run ``bentoml serve <exact tag>`` on a free 127.0.0.1 port until the block exits.
-
-    The server runs under ``components.release.process_guard``, which stops its whole tree (workers
-    included) if this process dies without getting to the ``finally``, even by SIGKILL.
-    """
-    import httpx
-
-    from components.release.process_guard import guarded_command
-
-    check_exact_tag(bento_tag)
-    port = free_port()
-    child_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", **(env or {})}
-    if bentoml_home:
-        child_env["BENTOML_HOME"] = str(bentoml_home)
-    log_fd, log_name = tempfile.mkstemp(prefix="bentoml-serve-", suffix=".log")
-    cmd = [*bentoml_command(), "serve", bento_tag, "--host", "127.0.0.1", "--port", str(port)]
-    # Own session: a Ctrl-C in the terminal reaches only us, and we stop the server in order.
-    proc = subprocess.Popen(
-        guarded_command(cmd, grace_s=GUARD_GRACE_S),
-        stdout=log_fd,
-        stderr=subprocess.STDOUT,
-        env=child_env,
-        start_new_session=True,
-    )
-    os.close(log_fd)
-    url, log_path = f"http://127.0.0.1:{port}", Path(log_name)
-    try:
-        deadline = time.monotonic() + timeout_s
-        with httpx.Client(timeout=2.0) as client:
-            while True:
-                if proc.poll() is not None:
-                    raise ServeError(f"bentoml serve exited with code {proc.returncode}:\n{_tail(log_path)}")
-                try:
-                    if client.get(f"{url}/readyz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise ServeError(f"{bento_tag} not ready after {timeout_s:.0f} s:\n{_tail(log_path)}")
-                time.sleep(0.25)
-        pid = _served_pid(proc)
-        log.info("serving %s at %s (pid %d, guard %d)", bento_tag, url, pid, proc.pid)
-        yield ServedBento(url=url, port=port, pid=pid, log_path=log_path)
-    finally:
-        stop_server(proc)
-        log_path.unlink(missing_ok=True)
-
-
 def frame_to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """JSON-ready records with full float precision; NaN and NA become null."""
 
@@ -197,6 +65,30 @@ class _Replay:
     single: list[dict[str, Any]]
     batched: list[dict[str, Any]]
     failures: list[str]
+
+
+@contextmanager
+def _server(bento_tag: str, url: str | None, bentoml_home: str | None, timeout_s: float,
+            stop_in_background: bool) -> Iterator[tuple[str, int]]:  # fmt: skip
+    """``url`` as it is (port 0: not ours), else a server of ``bento_tag`` started for the block."""
+    if url:
+        yield url, 0
+        return
+    with serve_bento(bento_tag, bentoml_home=bentoml_home, timeout_s=timeout_s,
+                     stop_in_background=stop_in_background) as served:  # fmt: skip
+        yield served.url, served.port
+
+
+def _reference_answers(reference_model_uri: str, rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str], str]:
+    """What the registered pyfunc answers for ``rows``, the columns clients send, and the kind of answer."""
+    import mlflow
+
+    from components.model.trained import pyfunc_input
+
+    pyfunc = mlflow.pyfunc.load_model(reference_model_uri)
+    features = pyfunc_input(pyfunc, rows)
+    expected = pyfunc.predict(features).reset_index(drop=True)
+    return expected, list(features.columns), reference_task(expected)
 
 
 def _replay(
@@ -244,36 +136,33 @@ def validate_bento(
     batch_size: int = 256,
     max_single: int = 500,
     url: str | None = None,
+    stop_in_background: bool = False,
 ) -> InfraReport:
     """Serve ``bento_tag``, replay ``rows`` (one request per row, then batches), judge the answers.
 
     With ``url``, check a server that already runs ``bento_tag`` (a staging deployment, say)
-    instead of starting one.
+    instead of starting one. The reference answers are computed while the server starts.
+    ``stop_in_background``: see :func:`serve_bento`.
     """
     import httpx
-    import mlflow
 
     check_exact_tag(bento_tag)
     if rows.empty:
         raise ValueError("validate_bento needs at least one row")
-    from components.model.trained import pyfunc_input
-
-    pyfunc = mlflow.pyfunc.load_model(reference_model_uri)
-    features = pyfunc_input(pyfunc, rows)
-    expected = pyfunc.predict(features).reset_index(drop=True)
-    task = reference_task(expected)
-    records = frame_to_records(rows[list(features.columns)])  # as clients send them: raw values, not model input
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reference-answers") as pool:
+        reference = pool.submit(_reference_answers, reference_model_uri, rows)
+        try:
+            with _server(bento_tag, url, bentoml_home, timeout_s, stop_in_background) as (served_url, port):
+                startup_s = 0.0 if url else time.monotonic() - started
+                expected, columns, task = reference.result()
+                records = frame_to_records(rows[columns])  # as clients send them: raw values, not model input
+                replay = _replay(served_url, bento_tag, records, max_single, batch_size, task)
+        except (ServeError, httpx.HTTPError, ValueError, KeyError) as err:
+            expected, columns, task = reference.result()  # the reference's own failure is raised, not reported
+            return InfraReport(passed=False, reason=f"serving failed: {err}", bento_tag=bento_tag, n_rows=len(rows),
+                               p95_budget_ms=p95_budget_ms, task=task)  # fmt: skip
     base = {"bento_tag": bento_tag, "n_rows": len(records), "p95_budget_ms": p95_budget_ms, "task": task}
-    started, port = time.monotonic(), 0
-    try:
-        if url:
-            replay, startup_s = _replay(url, bento_tag, records, max_single, batch_size, task), 0.0
-        else:
-            with serve_bento(bento_tag, bentoml_home=bentoml_home, timeout_s=timeout_s) as served:
-                startup_s, port = time.monotonic() - started, served.port
-                replay = _replay(served.url, bento_tag, records, max_single, batch_size, task)
-    except (ServeError, httpx.HTTPError, ValueError, KeyError) as err:
-        return InfraReport(passed=False, reason=f"serving failed: {err}", **base)
     n_single = min(len(records), max_single)
     n_requests = n_single + math.ceil(len(records) / batch_size)
     single = compare_predictions(expected.iloc[:n_single], replay.single, task=task, tol=prob_tol,

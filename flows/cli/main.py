@@ -44,7 +44,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from flows import early_validation
+    from flows import early_validation, temporary_api
     from flows.completed_run import completed_run, run_context
 
     # On Prefect's temporary API, "nothing changed" is answered before a server starts (seconds saved,
@@ -57,7 +57,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         if done is not None:
             print(done["markdown"])
             return 0
-    with early_validation.ahead(ctx, force=args.force):  # from here on, the flow's imports overlap it too
+    with (
+        temporary_api.started(ctx is not None) as api,  # it starts while the flow's modules import
+        early_validation.ahead(ctx, force=args.force),  # from here on, the flow's imports overlap it too
+    ):
         if _image_run(args):
             from flows.image_training import image_training_pipeline as training_pipeline
         else:
@@ -67,6 +70,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 from flows.fitting import warm_fit_imports
 
                 warm_fit_imports()  # while the temporary API starts
+        if api is not None:
+            api.wait_ready()
         result = training_pipeline(
             params_path=args.params,
             overrides=args.set,

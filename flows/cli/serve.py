@@ -35,7 +35,7 @@ def champion_bento_tag(registered_model: str, alias: str) -> str:
 
 
 def serve_command(tag: str, host: str, port: int) -> list[str]:
-    from components.release.infra_validation import bentoml_command, check_exact_tag
+    from components.release.bento_server import bentoml_command, check_exact_tag
 
     check_exact_tag(tag)
     return [*bentoml_command(), "serve", tag, "--host", host, "--port", str(port)]

@@ -51,7 +51,7 @@ print(json.dumps({"tag": tag}))
 # Holds a served bento open from a worker thread, like a Prefect task, until it is killed.
 HOLD = """
 import sys, threading, time
-from components.release.infra_validation import serve_bento
+from components.release.bento_server import serve_bento
 
 def hold():
     with serve_bento(sys.argv[1], bentoml_home=sys.argv[2], timeout_s=180, env={"MLOPS_SERVE_WORKERS": "2"}) as s:
@@ -167,7 +167,7 @@ def test_sigkill_of_a_process_serving_a_bento_stops_the_server_and_its_workers(b
 
 
 def test_leaving_serve_bento_stops_everything_it_started(bento):
-    from components.release.infra_validation import serve_bento
+    from components.release.bento_server import serve_bento
 
     with serve_bento(bento["tag"], bentoml_home=bento["home"], timeout_s=180, env={"MLOPS_SERVE_WORKERS": "2"}) as s:
         tree = [p for p in psutil.Process().children(recursive=True) if is_bentoml(cmdline(p))]
@@ -178,6 +178,32 @@ def test_leaving_serve_bento_stops_everything_it_started(bento):
         assert alive(tree) == []  # right away: stopping waits until the whole tree is gone
     finally:
         for p in alive(tree):
+            p.kill()
+
+
+# Leaves the block at once (the server stops in a thread, as in `mlops run`'s infra validation) and exits.
+LEAVE_IN_BACKGROUND = """
+import json, sys, threading, psutil
+from components.release.bento_server import serve_bento
+
+with serve_bento(sys.argv[1], bentoml_home=sys.argv[2], timeout_s=180, stop_in_background=True) as s:
+    tree = [p.pid for p in psutil.Process().children(recursive=True)]
+stopper = [t for t in threading.enumerate() if t.name == "stop-bentoml-serve"]
+print(json.dumps({"tree": tree, "daemon": [t.daemon for t in stopper]}), flush=True)
+"""
+
+
+def test_a_process_that_stops_its_server_in_the_background_exits_only_once_it_is_gone(bento):
+    done = subprocess.run([sys.executable, "-c", LEAVE_IN_BACKGROUND, bento["tag"], bento["home"]], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.splitlines()[-1])
+    procs = [psutil.Process(pid) for pid in out["tree"] if psutil.pid_exists(pid)]
+    try:
+        assert out["tree"] and out["daemon"] == [False]  # a thread the interpreter waits for at exit
+        assert alive(procs) == []  # right as the process is gone, so is its server
+    finally:
+        for p in alive(procs):
             p.kill()
 
 

@@ -71,7 +71,8 @@ def test_in_process_pyfunc_and_http_predictions_are_identical(project, churn_run
     from components.data.contract import load_contract
     from components.data.reading import read_with_contract
     from components.model.trained import pyfunc_input
-    from components.release.infra_validation import frame_to_records, serve_bento
+    from components.release.bento_server import serve_bento
+    from components.release.infra_validation import frame_to_records
 
     contract = load_contract(project / "contracts" / "churn.yaml")
     raw = read_with_contract(project / "exports" / "churn.csv", contract)

@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 
 from components.monitoring.served import read_served, served_sink, served_versions
-from components.release.infra_validation import frame_to_records, serve_bento
+from components.release.bento_server import serve_bento
+from components.release.infra_validation import frame_to_records
 from flows.cli.serve import monitor_env
 from tests.conftest import build_in_subprocess
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from components.release.infra_validation import serve_bento, validate_bento
+from components.release.bento_server import serve_bento
+from components.release.infra_validation import validate_bento
 from tests.conftest import build_in_subprocess
 
 pytestmark = pytest.mark.slow

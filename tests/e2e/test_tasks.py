@@ -73,7 +73,8 @@ def diabetes(project, prefect_harness):
 
 def _served_and_pyfunc(project, name: str, version: str, bento: str, rows: pd.DataFrame):
     from components.model.trained import pyfunc_input
-    from components.release.infra_validation import frame_to_records, serve_bento
+    from components.release.bento_server import serve_bento
+    from components.release.infra_validation import frame_to_records
 
     registry.configure_tracking(project)
     pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")

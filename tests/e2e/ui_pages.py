@@ -190,7 +190,7 @@ def champion_runs(project: Path) -> tuple[str, str, str, str]:
 @contextmanager
 def ui_stack(tmp: Path, rows: int = 200) -> Iterator[Stack]:
     """One training run on ``rows`` rows, then the three UIs served; everything stopped on exit."""
-    from components.release.infra_validation import serve_bento
+    from components.release.bento_server import serve_bento
 
     project = make_project(tmp / "project", rows=rows)
     with ExitStack() as stack:

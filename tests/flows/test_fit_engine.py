@@ -29,6 +29,14 @@ def test_an_existing_scheduler_needs_a_prefect_server(monkeypatch):
         fitting.FitEngine(ParallelSettings(engine="dask", address="tcp://127.0.0.1:8786"))
 
 
+def test_an_existing_scheduler_needs_more_than_the_temporary_api_mlops_run_started(monkeypatch):
+    """`mlops run` points PREFECT_API_URL at its own temporary API: a remote scheduler's workers cannot reach it."""
+    monkeypatch.setattr(fitting, "_api_url", lambda: API)
+    monkeypatch.setattr(fitting.temporary_api, "url", lambda: API)
+    with pytest.raises(ConfigError, match=r"train\.parallel\.address.*PREFECT_API_URL"):
+        fitting.FitEngine(ParallelSettings(engine="dask", address="tcp://127.0.0.1:8786"))
+
+
 def test_an_existing_scheduler_is_used_as_given(monkeypatch):
     monkeypatch.setattr(fitting, "_api_url", lambda: API)
     engine = fitting.FitEngine(ParallelSettings(engine="dask", address="tcp://127.0.0.1:8786"))

@@ -121,7 +121,7 @@ def test_run_quarantines_bad_files_trains_gates_and_promotes(repo):
 
 
 def test_serve_answers_an_uploaded_png_and_refuses_a_corrupt_one(repo):
-    from components.release.infra_validation import free_port
+    from components.release.bento_server import free_port
 
     port = free_port()
     serve = [str(BIN / "mlops"), "--params", "pipelines/digits/params.yaml", "serve", "--port", str(port)]

@@ -204,7 +204,7 @@ def reference(built):
 
 @pytest.fixture(scope="module")
 def client(built):
-    from components.release.infra_validation import serve_bento
+    from components.release.bento_server import serve_bento
 
     with (
         serve_bento(built["tag"], bentoml_home=built["home"], timeout_s=180, env={"MLOPS_API_KEY": API_KEY}) as served,

@@ -8,14 +8,8 @@ import pandas as pd
 import psutil
 import pytest
 
-from components.release.infra_validation import (
-    InfraReport,
-    ServeError,
-    check_exact_tag,
-    frame_to_records,
-    free_port,
-    serve_bento,
-)
+from components.release.bento_server import ServeError, check_exact_tag, free_port, serve_bento
+from components.release.infra_validation import InfraReport, frame_to_records
 
 
 def test_records_keep_full_precision_and_turn_missing_into_null():
@@ -59,3 +53,26 @@ def test_serving_an_unknown_bento_fails_with_its_log_and_leaves_nothing_running(
         if p.info["pid"] not in before and "bentoml" in " ".join(p.info["cmdline"] or [])
     ]
     assert not leftovers
+
+
+def test_a_reference_that_fails_is_raised_not_reported_as_a_serving_failure(monkeypatch):
+    from components.release import infra_validation
+
+    def broken(uri, rows):
+        raise ValueError(f"cannot load {uri}")
+
+    monkeypatch.setattr(infra_validation, "_reference_answers", broken)
+    rows = pd.DataFrame({"a": [1.0, 2.0]})
+    with pytest.raises(ValueError, match="cannot load models:/m/1"):
+        infra_validation.validate_bento("m:v1", rows, "models:/m/1", p95_budget_ms=100, url="http://127.0.0.1:9")
+
+
+def test_a_server_that_cannot_be_reached_is_a_failed_report_with_the_references_task(monkeypatch):
+    from components.release import infra_validation
+
+    answers = pd.DataFrame({"value": [0.5, 1.5]})
+    monkeypatch.setattr(infra_validation, "_reference_answers", lambda uri, rows: (answers, ["a"], "regression"))
+    rows = pd.DataFrame({"a": [1.0, 2.0]})
+    report = infra_validation.validate_bento("m:v1", rows, "models:/m/1", p95_budget_ms=100, url="http://127.0.0.1:9")
+    assert not report.passed and report.reason.startswith("serving failed:")
+    assert (report.task, report.n_rows, report.bento_tag) == ("regression", 2, "m:v1")

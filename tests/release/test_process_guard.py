@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from components.release.infra_validation import stop_server
+from components.release.bento_server import stop_server
 from components.release.process_guard import alive, guarded_command, main
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kill tests use Linux /proc")

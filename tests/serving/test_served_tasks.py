@@ -15,7 +15,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from components.release.infra_validation import frame_to_records, serve_bento, validate_bento
+from components.release.bento_server import serve_bento
+from components.release.infra_validation import frame_to_records, validate_bento
 from tests.conftest import build_in_subprocess
 
 pytestmark = pytest.mark.slow

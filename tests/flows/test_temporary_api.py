@@ -1,0 +1,74 @@
+"""`mlops run` starts Prefect's temporary API itself, before Prefect is imported (issue 19).
+
+A real Prefect API server in a fresh interpreter (the launcher refuses a process that has imported Prefect,
+as pytest's has): it answers, Prefect's client in that process uses it, and it is gone after the exit.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from flows import temporary_api
+from tests.conftest import ROOT
+
+USE = """
+import json, os, sys, urllib.request
+from flows import temporary_api
+
+with temporary_api.started(True) as api:
+    assert "prefect" not in sys.modules
+    url = os.environ["PREFECT_API_URL"]
+    api.wait_ready()
+    from prefect import flow
+    from prefect.settings import get_current_settings
+
+    @flow(name="temporary-api-check")
+    def check():
+        return get_current_settings().api.url
+
+    seen = check()
+    with urllib.request.urlopen(f"{url}/health") as resp:
+        health = resp.status
+    print(json.dumps({"url": url, "seen": seen, "health": health, "pid": api.proc.pid,
+                      "ui_url": get_current_settings().ui_url, "module_url": temporary_api.url()}), flush=True)
+print(json.dumps({"after": os.environ.get("PREFECT_API_URL")}), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_the_run_uses_the_api_it_started_and_stops_it_at_exit(tmp_path):
+    env = {k: x for k, x in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_UI_URL")}
+    env |= {"PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", USE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    inside, after = (json.loads(line) for line in done.stdout.splitlines()[-2:])
+    assert inside["url"].startswith("http://127.0.0.1:") and inside["url"].endswith("/api")
+    assert inside["seen"] == inside["url"] == inside["module_url"]  # the flow ran against it, not a second server
+    assert inside["health"] == 200
+    assert inside["ui_url"] == ""  # no "View at" link: the temporary API serves no UI
+    assert after == {"after": None}  # the variable is the block's only
+    assert "Starting temporary server" not in done.stderr  # Prefect did not start one of its own
+    assert not psutil.pid_exists(inside["pid"]) or psutil.Process(inside["pid"]).status() == psutil.STATUS_ZOMBIE
+
+
+def test_not_started_when_not_wanted_or_prefect_is_imported_or_a_server_is_set(monkeypatch):
+    import prefect  # noqa: F401  (this process has it, as every test process does)
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    for wanted in (False, True):
+        with temporary_api.started(wanted) as api:
+            assert api is None and "PREFECT_API_URL" not in os.environ and temporary_api.url() is None
+
+
+def test_a_server_that_exits_while_starting_is_a_clear_error(monkeypatch):
+    api = temporary_api.TemporaryAPI.__new__(temporary_api.TemporaryAPI)
+    api.port = 9
+    api.proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"])
+    api.proc.wait()
+    with pytest.raises(RuntimeError, match="temporary API on port 9 exited with code 1 while starting"):
+        api.wait_ready()
