@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import threading
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -50,17 +51,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     # On Prefect's temporary API, "nothing changed" is answered before a server starts (seconds saved,
     # no run to show), and the data is validated while it starts. With a Prefect server the flow runs
     # whole, so the skip is recorded in its UI.
-    ctx = None
-    if not os.environ.get("PREFECT_API_URL"):
-        ctx = run_context(params_path=args.params, overrides=args.set, data_path=args.data, contract=args.contract)
-        done = None if ctx is None or args.force else completed_run(ctx)
-        if done is not None:
-            print(done["markdown"])
-            return 0
-    with (
-        temporary_api.started(ctx is not None) as api,  # it starts while the flow's modules import
-        early_validation.ahead(ctx, force=args.force),  # from here on, the flow's imports overlap it too
-    ):
+    on_temporary_api = not os.environ.get("PREFECT_API_URL")
+    with ExitStack() as stack:
+        api = None
+        if on_temporary_api and _first_run(Path(args.params).resolve().parent):
+            api = stack.enter_context(temporary_api.started(True))  # nothing can be unchanged: start it now
+        ctx = None
+        if on_temporary_api:
+            ctx = run_context(params_path=args.params, overrides=args.set, data_path=args.data, contract=args.contract)
+            done = None if ctx is None or args.force else completed_run(ctx)
+            if done is not None:
+                print(done["markdown"])
+                return 0
+        if api is None:
+            api = stack.enter_context(temporary_api.started(ctx is not None))  # while the flow's modules import
+        stack.enter_context(early_validation.ahead(ctx, force=args.force))  # the flow's imports overlap it too
         if _image_run(args):
             from flows.image_training import image_training_pipeline as training_pipeline
         else:
@@ -81,6 +86,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     print(result["markdown"])
     return 0
+
+
+def _first_run(root: Path) -> bool:
+    """No MLflow store yet (the project's SQLite file, and no MLFLOW_TRACKING_URI): no version can be unchanged."""
+    return not os.environ.get("MLFLOW_TRACKING_URI") and not (root / "mlflow.db").exists()
 
 
 def _image_run(args: argparse.Namespace) -> bool:

@@ -72,3 +72,14 @@ def test_a_server_that_exits_while_starting_is_a_clear_error(monkeypatch):
     api.proc.wait()
     with pytest.raises(RuntimeError, match="temporary API on port 9 exited with code 1 while starting"):
         api.wait_ready()
+
+
+def test_a_project_without_an_mlflow_store_is_a_first_run(tmp_path, monkeypatch):
+    from flows.cli.main import _first_run
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert _first_run(tmp_path)  # `mlops run` then starts the API before the nothing-changed answer
+    (tmp_path / "mlflow.db").touch()
+    assert not _first_run(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert not _first_run(tmp_path / "elsewhere")  # a tracking server may hold finished versions
