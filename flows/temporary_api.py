@@ -3,10 +3,10 @@
 Without ``PREFECT_API_URL`` Prefect starts a temporary API server the first time the flow needs a client:
 it imports its server module in our process (about 2 s) and then blocks while the server starts (3-11 s).
 `mlops run` instead starts the same server, the same way Prefect does (uvicorn on Prefect's
-``create_app`` factory, UI off, on a free loopback port), right after the "nothing changed" decision and
-before anything imports Prefect. Then it sets ``PREFECT_API_URL`` for the rest of the process, so the
-server starts while the flow's modules import and the data is validated, and every thread and child
-of this process reports to it, as they would to a Prefect server.
+``create_app`` factory, UI off, on a free loopback port), right after the "nothing changed" decision (on
+a project's first run, before it) and before anything imports Prefect. Then it sets ``PREFECT_API_URL``
+for the rest of the process, so the server starts while the flow's modules import and the data is
+validated, and every thread and child of this process reports to it, as they would to a Prefect server.
 
 It is stopped at exit after Prefect's own exit handlers (which still send logs and events to it), and by
 the run's watchdog if this process is killed. Only a process that has not imported Prefect yet can use

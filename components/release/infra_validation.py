@@ -79,8 +79,8 @@ def _server(bento_tag: str, url: str | None, bentoml_home: str | None, timeout_s
         yield served.url, served.port
 
 
-def _reference_answers(reference_model_uri: str, rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str], str]:
-    """What the registered pyfunc answers for ``rows``, the columns clients send, and the kind of answer."""
+def _reference_answers(reference_model_uri: str, rows: pd.DataFrame) -> tuple[pd.DataFrame, list[dict], str]:
+    """What the registered pyfunc answers for ``rows``, the records clients would send, and the kind of answer."""
     import mlflow
 
     from components.model.trained import pyfunc_input
@@ -88,7 +88,8 @@ def _reference_answers(reference_model_uri: str, rows: pd.DataFrame) -> tuple[pd
     pyfunc = mlflow.pyfunc.load_model(reference_model_uri)
     features = pyfunc_input(pyfunc, rows)
     expected = pyfunc.predict(features).reset_index(drop=True)
-    return expected, list(features.columns), reference_task(expected)
+    records = frame_to_records(rows[list(features.columns)])  # as clients send them: raw values, not model input
+    return expected, records, reference_task(expected)
 
 
 def _replay(
@@ -142,7 +143,7 @@ def validate_bento(
 
     With ``url``, check a server that already runs ``bento_tag`` (a staging deployment, say)
     instead of starting one. The reference answers are computed while the server starts.
-    ``stop_in_background``: see :func:`serve_bento`.
+    ``stop_in_background``: see ``bento_server.serve_bento``.
     """
     import httpx
 
@@ -155,11 +156,10 @@ def validate_bento(
         try:
             with _server(bento_tag, url, bentoml_home, timeout_s, stop_in_background) as (served_url, port):
                 startup_s = 0.0 if url else time.monotonic() - started
-                expected, columns, task = reference.result()
-                records = frame_to_records(rows[columns])  # as clients send them: raw values, not model input
+                expected, records, task = reference.result()
                 replay = _replay(served_url, bento_tag, records, max_single, batch_size, task)
         except (ServeError, httpx.HTTPError, ValueError, KeyError) as err:
-            expected, columns, task = reference.result()  # the reference's own failure is raised, not reported
+            _, _, task = reference.result()  # the reference's own failure is raised, not reported
             return InfraReport(passed=False, reason=f"serving failed: {err}", bento_tag=bento_tag, n_rows=len(rows),
                                p95_budget_ms=p95_budget_ms, task=task)  # fmt: skip
     base = {"bento_tag": bento_tag, "n_rows": len(records), "p95_budget_ms": p95_budget_ms, "task": task}

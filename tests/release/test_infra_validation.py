@@ -71,7 +71,8 @@ def test_a_server_that_cannot_be_reached_is_a_failed_report_with_the_references_
     from components.release import infra_validation
 
     answers = pd.DataFrame({"value": [0.5, 1.5]})
-    monkeypatch.setattr(infra_validation, "_reference_answers", lambda uri, rows: (answers, ["a"], "regression"))
+    records = [{"a": 1.0}, {"a": 2.0}]
+    monkeypatch.setattr(infra_validation, "_reference_answers", lambda uri, rows: (answers, records, "regression"))
     rows = pd.DataFrame({"a": [1.0, 2.0]})
     report = infra_validation.validate_bento("m:v1", rows, "models:/m/1", p95_budget_ms=100, url="http://127.0.0.1:9")
     assert not report.passed and report.reason.startswith("serving failed:")
