@@ -19,7 +19,6 @@ import atexit
 import importlib.util
 import logging
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,8 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from components.release.bento_server import free_port
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,7 @@ class TemporaryAPI:
         return f"http://127.0.0.1:{self.port}/api"
 
     def _start(self) -> None:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         env = dict(os.environ) | _SERVER_ENV
         spec = importlib.util.find_spec("prefect")  # found, not imported
         assert spec is not None and spec.origin is not None

@@ -90,7 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _first_run(root: Path) -> bool:
     """No MLflow store yet (the project's SQLite file, and no MLFLOW_TRACKING_URI): no version can be unchanged."""
-    return not os.environ.get("MLFLOW_TRACKING_URI") and not (root / "mlflow.db").exists()
+    return not os.environ.get("MLFLOW_TRACKING_URI") and not (root / "mlflow.db").exists()  # registry's default
 
 
 def _image_run(args: argparse.Namespace) -> bool:

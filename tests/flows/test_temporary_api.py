@@ -57,12 +57,19 @@ def test_the_run_uses_the_api_it_started_and_stops_it_at_exit(tmp_path):
 
 
 def test_not_started_when_not_wanted_or_prefect_is_imported_or_a_server_is_set(monkeypatch):
-    import prefect  # noqa: F401  (this process has it, as every test process does)
+    """Each guard on its own: none of these cases may start a server or set the variable."""
+    import prefect  # noqa: F401  (imported, as in every test process)
 
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    for wanted in (False, True):
-        with temporary_api.started(wanted) as api:
-            assert api is None and "PREFECT_API_URL" not in os.environ and temporary_api.url() is None
+    with temporary_api.started(True) as api:  # this process has imported Prefect: too late to point it elsewhere
+        assert api is None and "PREFECT_API_URL" not in os.environ
+    monkeypatch.delitem(sys.modules, "prefect")  # as in a fresh `mlops` process (restored after the test)
+    with temporary_api.started(False) as api:
+        assert api is None and "PREFECT_API_URL" not in os.environ
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # a Prefect server is the user's
+    with temporary_api.started(True) as api:
+        assert api is None and os.environ["PREFECT_API_URL"] == "http://127.0.0.1:9/api"
+    assert temporary_api.url() is None
 
 
 def test_a_server_that_exits_while_starting_is_a_clear_error(monkeypatch):
