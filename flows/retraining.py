@@ -100,14 +100,16 @@ def load_secrets_task(secrets: dict[str, str]) -> list[str]:
 
 
 @task(name="find-new-data", timeout_seconds=900)
-def find_data_task(incoming: Path | None, dataset: Path, stage_dir: Path) -> tuple[Path, Path | None]:
-    """The file to fingerprint (newest incoming file, staged as Parquet, else data.path) and its source."""
+def find_data_task(incoming: Path | None, dataset: Path, stage_dir: Path,
+                   reading: Any | None = None) -> tuple[Path, Path | None]:  # fmt: skip
+    """The file to fingerprint (newest incoming file, staged as Parquet, else data.path) and its source
+    (``reading``: the contract's options for an incoming CSV)."""
     newest = newest_data_file(incoming) if incoming else None
     if newest is None:
         if not dataset.is_file():
             data_mod.load_dataset(dataset)  # raises DataNotFoundError with the how-to
         return dataset, None
-    return data_mod.ingest(str(newest), stage_dir / dataset.name), newest
+    return data_mod.ingest(str(newest), stage_dir / dataset.name, reading), newest
 
 
 @task(name="drift-data", timeout_seconds=900)
@@ -129,10 +131,11 @@ def read_registry_task(root: Path, name: str, alias: str) -> tuple[dict[str, Any
 
 
 @task(name="version-dataset", timeout_seconds=900)
-def version_data_task(root: Path, source: Path | None, dataset: Path, expected_md5: str) -> dict[str, Any]:
+def version_data_task(root: Path, source: Path | None, dataset: Path, expected_md5: str,
+                      reading: Any | None = None) -> dict[str, Any]:  # fmt: skip
     """Copy new data into data.path (via ingest) and `dvc add` it; no DVC repository means not versioned."""
     if source is not None:
-        data_mod.ingest(str(source), dataset)
+        data_mod.ingest(str(source), dataset, reading)
     if fp.dataset_fingerprint(dataset) != expected_md5:
         raise RuntimeError(f"{dataset} changed while retraining ran (expected md5 {expected_md5})")
     if not (root / ".dvc").is_dir():
@@ -239,6 +242,7 @@ def retraining(
     settings = dataset_settings.resolve(settings, contract, task=task)
     name, params = settings.promote.registered_model, settings.as_params()
     dataset = root / settings.data.path
+    reading = contract.reading if contract is not None else None  # how an incoming CSV is split into columns
     incoming = root / incoming_dir if incoming_dir else None
     if incoming and not incoming.is_dir():
         logger.warning("incoming directory %s does not exist: checking %s", incoming, settings.data.path)
@@ -267,7 +271,7 @@ def retraining(
             staged, source = drift["staged"], drift["staged"]
             shown = f"{settings.data.path} (the champion's data plus labelled rows)"
         else:
-            staged, source = find_data_task(incoming, dataset, Path(stage))
+            staged, source = find_data_task(incoming, dataset, Path(stage), reading)
             shown = str(source or settings.data.path)
         if drift is not None:
             result["trained_on"] = drift["note"]
@@ -286,7 +290,7 @@ def retraining(
         if decision.adopt:
             record_task(root, name, decision.adopt, inputs.tags())
         if decision.retrain:
-            dvc = version_data_task(root, source, dataset, inputs.dataset_md5)
+            dvc = version_data_task(root, source, dataset, inputs.dataset_md5, reading)
             if dvc["tracked"] and dvc["remote"]:
                 dvc["pushed"] = dvc_push_task(root, dvc["dvc_file"])
             if dvc["tracked"] and commit_data:

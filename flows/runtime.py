@@ -4,8 +4,8 @@
 pull step in ``prefect.yaml``, by every deployment run a worker starts. It only
 sets environment variables that are unset (and appends the project's loggers to
 ``PREFECT_LOGGING_EXTRA_LOGGERS``), quiets Prefect's "Finished in state Completed()"
-lines, and creates no files except ``PREFECT_HOME`` when that is set to a
-directory that does not exist yet.
+lines and the tracebacks under errors the user caused, and creates no files except
+``PREFECT_HOME`` when that is set to a directory that does not exist yet.
 """
 
 from __future__ import annotations
@@ -112,15 +112,32 @@ class _DropCompletedLine(logging.Filter):
         return not (record.levelno == logging.INFO and record.getMessage() == TASK_COMPLETED_LINE)
 
 
-def quiet_completed_task_runs() -> None:
-    """No log line that only says a run completed, in the console or the Prefect UI (idempotent).
+class _NoTracebackForUserErrors(logging.Filter):
+    """Keeps the engines' line for a failure the user caused, drops its traceback.
 
-    A filter on Prefect's run loggers, the standard-logging way its logging.yml documents for dropping records.
+    A rejected file, a bad key or missing data is logged by Prefect's engines once per task and once
+    for the flow, each with a traceback through Prefect's frames (and the validation child's): about
+    forty lines per record around a message that already names the rule, column or key. A bug keeps
+    its traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None and _user_error(record.exc_info[1]):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_completed_task_runs() -> None:
+    """No log line that only says a run completed, and no traceback under a user's error, in the console or the
+    Prefect UI (idempotent).
+
+    Filters on Prefect's run loggers, the standard-logging way its logging.yml documents for dropping records.
     """
     for name in ("prefect.task_runs", "prefect.flow_runs"):
         logger = logging.getLogger(name)
-        if not any(isinstance(f, _DropCompletedLine) for f in logger.filters):
-            logger.addFilter(_DropCompletedLine())
+        for kind in (_DropCompletedLine, _NoTracebackForUserErrors):
+            if not any(isinstance(f, kind) for f in logger.filters):
+                logger.addFilter(kind())
 
 
 def tag_flow_run(*tags: str) -> None:
@@ -208,9 +225,8 @@ def watch_descendants(command: str) -> None:
 EXIT_CONFIG, EXIT_NO_DATA, EXIT_REJECTED, EXIT_NOTHING = 2, 3, 4, 5
 
 
-def exit_code_for(err: BaseException) -> int | None:
-    """The documented exit code for a user-facing error, printed to stderr; None for a bug (let it raise)."""
-
+def _user_error(err: BaseException) -> tuple[int, str] | None:
+    """The exit code and printed prefix of a user-facing error (bad params, missing or bad data); None for a bug."""
     from components.config import ConfigError
     from components.data.contract import ContractError, DataReadError
     from components.data.dataset import DataNotFoundError
@@ -225,6 +241,15 @@ def exit_code_for(err: BaseException) -> int | None:
     ]
     for types, code, prefix in codes:
         if isinstance(err, types):
-            print(f"{prefix}: {redact(str(err))}", file=sys.stderr)
-            return code
+            return code, prefix
     return None
+
+
+def exit_code_for(err: BaseException) -> int | None:
+    """The documented exit code for a user-facing error, printed to stderr; None for a bug (let it raise)."""
+    found = _user_error(err)
+    if found is None:
+        return None
+    code, prefix = found
+    print(f"{prefix}: {redact(str(err))}", file=sys.stderr)
+    return code

@@ -184,14 +184,13 @@ def drift_reference_source(ctx: RunContext, md5: str) -> DriftReference:
 
 def drift_reference(ctx: RunContext, frame: pd.DataFrame, md5: str) -> tuple[pd.DataFrame, str]:
     """The drift reference's data (see :func:`drift_reference_source`) and its note."""
-    from components.data.reading import normalise
+    from components.data.reading import read_dataset
 
     source = drift_reference_source(ctx, md5)
     if source.data == md5:
         return frame, source.note
     if source.path is not None:
-        ref = dataset.load_dataset_file(source.path)
-        return (normalise(ref, ctx.contract) if ctx.contract else ref), source.note
+        return read_dataset(source.path, ctx.contract), source.note
     return split(ctx, frame).train, source.note
 
 
@@ -289,5 +288,5 @@ def assess(ctx: RunContext, model: TrainedModel, test: pd.DataFrame, out_dir: Pa
 
 
 def validation_note(report: Any) -> str:
-    warnings = report.warnings()
-    return "passed" + (f" with {len(warnings)} warnings" if warnings else "")
+    n = len(report.warnings())
+    return "passed" + (f" with {n} warning{'s' if n > 1 else ''}" if n else "")

@@ -102,7 +102,14 @@ class ReadOptions:
     strip_whitespace: bool = True
     label_strip_suffix: str | None = None
     delimiter: str | None = None  # None: ","
+    decimal: str = "."  # "," for exports that write 3,14 (their delimiter is then not ",")
     encoding: str = "utf-8"
+
+    def __post_init__(self) -> None:
+        if self.decimal not in (".", ","):
+            raise ContractError(f"reading.decimal: {self.decimal!r} is not '.' or ','")
+        if self.decimal == (self.delimiter or ","):
+            raise ContractError(f"reading.decimal: {self.decimal!r} is also the delimiter; set reading.delimiter")
 
 
 @dataclass(frozen=True)

@@ -116,11 +116,12 @@ def infer_contract(
     if target not in frame.columns:
         raise ContractError(f"target: '{target}' is not a column of the frame")
     task = task or guess_task(frame[target])[0]
+    unlabelled = float(frame[target].isna().mean())
     columns = []
     for col in frame.columns:
         rule = _infer_column(frame[col], str(col), margin)
         if col == target:
-            rule = _target_rule(rule, task)
+            rule = _target_rule(rule, task, quarantine_blanks=unlabelled > 0)
         columns.append(rule)
     labels, balance = [], {}
     if task != REGRESSION:
@@ -141,15 +142,21 @@ def infer_contract(
         keys=keys[:1],
         evaluation=draft_evaluation(frame, columns),
         task=task,
+        # rows without a label are set aside, not a reason to refuse the file they came in: room for twice as many
+        max_quarantine_fraction=max(Contract.max_quarantine_fraction, round(min(1.0, 2 * unlabelled), 4)),
     )
 
 
-def _target_rule(rule: ColumnRule, task: str) -> ColumnRule:
+def _target_rule(rule: ColumnRule, task: str, *, quarantine_blanks: bool = False) -> ColumnRule:
     """The target is never a feature nor null. A regression target is a float (whole numbers pass too)
-    within the observed bounds; the labels rule covers a classification target's values."""
+    within the observed bounds; the labels rule covers a classification target's values. When the
+    reference file has rows without a label (outcomes not known yet), those rows are quarantined:
+    they cannot be trained or scored on, and the labelled rest is still good data."""
+    severity = {"not_null": "quarantine"} if quarantine_blanks else {}
     if task == REGRESSION:
-        return ColumnRule(name=rule.name, dtype="float", min=rule.min, max=rule.max, feature=False, not_constant=False)
-    return ColumnRule(name=rule.name, dtype=rule.dtype, feature=False, not_constant=False)
+        return ColumnRule(name=rule.name, dtype="float", min=rule.min, max=rule.max, feature=False,
+                          not_constant=False, severity=severity)  # fmt: skip
+    return ColumnRule(name=rule.name, dtype=rule.dtype, feature=False, not_constant=False, severity=severity)
 
 
 def draft_evaluation(frame: pd.DataFrame, columns: list[ColumnRule]) -> dict[str, Any]:

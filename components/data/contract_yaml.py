@@ -96,5 +96,8 @@ def save_contract(contract: Contract, path: str | Path, *, task_reason: str | No
             parts.append(_task_line(contract, task_reason))
             continue
         style = None if isinstance(value, dict | list) else False  # flow style for leaf collections only
-        parts.append(yaml.safe_dump({key: value}, sort_keys=False, default_flow_style=style, width=110))
+        # allow_unicode: a column named "région" is written as such, not as "r\xE9gion"
+        parts.append(
+            yaml.safe_dump({key: value}, sort_keys=False, default_flow_style=style, width=110, allow_unicode=True)
+        )
     Path(path).write_text("".join(parts), encoding="utf-8")

@@ -9,6 +9,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,8 +33,13 @@ class Splits:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
 
 
-def read_source(source: str) -> pd.DataFrame:
-    """Read a dataset source: a built-in name or a CSV/Parquet path."""
+def read_source(source: str, reading: Any | None = None) -> pd.DataFrame:
+    """Read a dataset source: a built-in name or a CSV/Parquet path.
+
+    ``reading`` (a contract's ``ReadOptions``) gives a CSV's delimiter, decimal mark and encoding, so an
+    export that is ``;``-separated with decimal commas is stored as its columns and numbers. Nothing else
+    is cleaned here: validation reads the stored copy with the whole contract.
+    """
     if source == "sklearn:breast_cancer":
         from sklearn.datasets import load_breast_cancer
 
@@ -47,7 +53,9 @@ def read_source(source: str) -> pd.DataFrame:
     if path.suffix.lower() in (".parquet", ".pq"):
         return pd.read_parquet(path)
     if path.suffix.lower() in (".csv", ".txt", ".data"):
-        return pd.read_csv(path)
+        if reading is None:
+            return pd.read_csv(path)
+        return pd.read_csv(path, sep=reading.delimiter or ",", decimal=reading.decimal, encoding=reading.encoding)
     raise ValueError(f"data source {source!r}: expected a .csv or .parquet file")
 
 
@@ -65,9 +73,10 @@ def write_parquet(frame: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
-def ingest(source: str, out_path: str | Path) -> Path:
-    """Materialise ``source`` as Parquet at ``out_path``; unchanged bytes are not rewritten."""
-    frame = read_source(source)
+def ingest(source: str, out_path: str | Path, reading: Any | None = None) -> Path:
+    """Materialise ``source`` as Parquet at ``out_path``; unchanged bytes are not rewritten (``reading``: as
+    :func:`read_source`)."""
+    frame = read_source(source, reading)
     out_path = Path(out_path)
     tmp = out_path.with_name(f".{out_path.name}.new")
     write_parquet(frame, tmp)

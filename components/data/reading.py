@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from components.data.contract import Contract, DataReadError, ReadOptions
+from components.data.csv_dialect import delimiter_hint
 
 _NUMPY_DTYPE = {"float": np.dtype("float64"), "int": np.dtype("int64")}  # what _cast makes of "float"/"int"
 
@@ -64,6 +65,7 @@ def _read_csv(path: Path, opts: ReadOptions, expected: list[str] | None) -> pd.D
             frame = pd.read_csv(
                 path,
                 sep=sep,
+                decimal=opts.decimal,
                 na_values=opts.na_values,
                 keep_default_na=True,
                 skipinitialspace=opts.strip_whitespace,
@@ -80,9 +82,11 @@ def _read_csv(path: Path, opts: ReadOptions, expected: list[str] | None) -> pd.D
         where = _locate_bad_bytes(path, opts.encoding, sep, header)
         raise DataReadError(f"{path}: not valid {opts.encoding}: {where}") from None
     except pd.errors.ParserError as err:
-        raise DataReadError(f"{path}: malformed CSV: {err}") from None
+        hint = delimiter_hint(path, opts.encoding, sep)
+        raise DataReadError(f"{path}: malformed CSV: {str(err).strip()}{hint}") from None
     except pd.errors.ParserWarning:
-        raise DataReadError(f"{path}: malformed CSV: some rows have more fields than the header") from None
+        hint = delimiter_hint(path, opts.encoding, sep)
+        raise DataReadError(f"{path}: malformed CSV: some rows have more fields than the header{hint}") from None
     frame.columns = _unique_names([str(c).strip() for c in frame.columns])
     if expected is not None and not set(frame.columns) & set(expected):
         header = " ".join(map(str, frame.columns))
@@ -267,4 +271,22 @@ def read_with_contract(path: str | Path, contract: Contract) -> pd.DataFrame:
         frame = _read_csv(path, contract.reading, contract.column_names())
     if len(frame) == 0:
         raise DataReadError(f"{path}: header only, no data rows (columns: {', '.join(map(str, frame.columns))})")
+    return normalise(frame, contract)
+
+
+def read_dataset(path: str | Path, contract: Contract | None) -> pd.DataFrame:
+    """A dataset file kept for later (a champion's training data, for drift), read as training read it.
+
+    Parquet by suffix or magic bytes (DVC's cache files have no suffix); a CSV with the contract's reading
+    options (a ``;``-separated export with decimal commas stays one), then normalised. No header check: an
+    old version's columns are what the drift comparison reports. Without a contract, as pandas reads it.
+    """
+    from components.data.dataset import load_dataset_file
+
+    path = Path(path)
+    if contract is None:
+        return load_dataset_file(path)
+    with open(path, "rb") as handle:
+        parquet = path.suffix.lower() in (".parquet", ".pq") or handle.read(4) == b"PAR1"
+    frame = pd.read_parquet(path) if parquet else _read_csv(path, contract.reading, None)
     return normalise(frame, contract)

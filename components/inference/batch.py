@@ -68,9 +68,9 @@ def read_chunks(path: Path, contract: Contract, chunk_rows: int) -> Iterator[pd.
         return
     opts = contract.reading
     try:
-        reader = pd.read_csv(path, sep=opts.delimiter or ",", na_values=opts.na_values, keep_default_na=True,
-                             skipinitialspace=opts.strip_whitespace, encoding=opts.encoding, index_col=False,
-                             chunksize=chunk_rows)  # fmt: skip
+        reader = pd.read_csv(path, sep=opts.delimiter or ",", decimal=opts.decimal, na_values=opts.na_values,
+                             keep_default_na=True, skipinitialspace=opts.strip_whitespace, encoding=opts.encoding,
+                             index_col=False, chunksize=chunk_rows)  # fmt: skip
         with reader:
             for chunk in reader:
                 chunk.columns = [str(c).strip() for c in chunk.columns]

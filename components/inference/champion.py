@@ -134,8 +134,8 @@ def training_reference(
     Looked up in the DVC cache first (as training does), then in the version's dataset path and
     ``data.path`` when the file there still has that md5.
     """
-    from components.data.dataset import file_md5, find_in_dvc_cache, load_dataset_file
-    from components.data.reading import normalise
+    from components.data.dataset import file_md5, find_in_dvc_cache
+    from components.data.reading import read_dataset
 
     md5, who = champion.dataset_md5, f"champion v{champion.version}'s training data"
     if not md5:
@@ -149,10 +149,10 @@ def training_reference(
                 break
     if found is None:
         return None, f"skipped: {who} (md5 {md5}) is neither in the DVC cache nor at {settings.data.path}"
-    frame = load_dataset_file(found)
+    frame = read_dataset(found, contract)
     if len(frame) > REFERENCE_ROWS:
         frame = frame.sample(n=REFERENCE_ROWS, random_state=0)
-    return (normalise(frame, contract) if contract is not None else frame), note
+    return frame, note
 
 
 def load_scorer(champion: Champion) -> tuple[Predict, dict[str, Any]]:

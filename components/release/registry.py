@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -109,6 +110,11 @@ def log_model(model: TrainedModel, example: pd.DataFrame) -> str:
     example = example[model.feature_columns].head(5)
     if model.kinds is not None:  # the signature declares what components.model.trained.pyfunc_input hands the model
         example = canonical_frame(example, model.kinds, keep_categorical=False)
+    with warnings.catch_warnings():
+        # MLflow hints that integer columns cannot hold blanks. The inputs here are floats and text (the canonical
+        # frame); only the answer's label is integral (classes 0/1/2), and answers have no blanks.
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer", category=UserWarning)
+        signature = infer_signature(example, model.predict_frame(example))
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = save_model(model, Path(tmp) / "model")
         info = mlflow.pyfunc.log_model(
@@ -116,7 +122,7 @@ def log_model(model: TrainedModel, example: pd.DataFrame) -> str:
             python_model=str(_MODEL_PACKAGE / "pyfunc_entry.py"),
             artifacts={"model_dir": str(model_dir)},
             code_paths=[str(_shipped_code(Path(tmp)))],
-            signature=infer_signature(example, model.predict_frame(example)),
+            signature=signature,
             input_example=example,
             pip_requirements=list(pip_requirements(model.family)),
         )

@@ -36,7 +36,8 @@ class RuleResult:
 
     def describe(self) -> str:
         where = f" on '{self.column}'" if self.column else ""
-        examples = f", e.g. {self.examples[:3]}" if self.examples else ""
+        shown = [e for e in self.examples[:3] if e is not None]  # a blank's example is only None
+        examples = f", e.g. {shown}" if shown else ""
         return f"{self.rule}{where} (observed {jsonable(self.observed)}{examples})"
 
 

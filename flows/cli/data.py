@@ -5,8 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flows.runtime import EXIT_CONFIG, EXIT_REJECTED
+
+if TYPE_CHECKING:  # the CLI's parser is built without importing pandas or the contract model
+    import pandas as pd
+
+    from components.data.contract import Contract
+    from components.data.csv_dialect import Dialect
 
 
 def cmd_contract_infer(args: argparse.Namespace) -> int:
@@ -25,9 +32,11 @@ def cmd_contract_infer(args: argparse.Namespace) -> int:
     if out.exists() and not args.force:
         print(f"error: {out} exists; pass --force to overwrite it", file=sys.stderr)
         return 2
+    dialect = _dialect(args)
     reading = ReadOptions(
         na_values=args.na_values.split(",") if args.na_values is not None else ReadOptions().na_values,
-        delimiter=args.delimiter,
+        delimiter=dialect.delimiter if dialect.delimiter != "," else None,
+        decimal=dialect.decimal,
         label_strip_suffix=args.label_strip_suffix,
     )
     frame = read_table(args.data, reading)
@@ -49,8 +58,45 @@ def cmd_contract_infer(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     save_contract(contract, out, task_reason=None if args.task else reason)
     print(f"task: {task} ({reason}); edit task: in the contract if wrong")
+    if unlabelled := int(normalised[args.target].isna().sum()):
+        print(
+            f"{unlabelled} of {len(frame)} rows have no '{args.target}': the draft quarantines them "
+            f"(columns.{args.target}.severity.not_null: quarantine; max_quarantine_fraction "
+            f"{contract.max_quarantine_fraction:g}) instead of rejecting the file"
+        )
+    if left_out := _not_features(contract, normalised):
+        print(f"not trained on (feature: false in the draft): {left_out}")
     print(f"wrote draft contract {out} ({frame.shape[1]} columns, {len(frame)} rows): review and tighten it")
     return 0
+
+
+def _not_features(contract: Contract, frame: pd.DataFrame) -> str:
+    """The columns the draft keeps out of training, each with why: a silent omission looks like a bug."""
+    reasons = []
+    for column in contract.columns:
+        if column.feature or column.name == contract.target:
+            continue
+        if column.name in contract.keys or column.dtype == "int":
+            why = "an identifier" + (", the contract's key" if column.name in contract.keys else "")
+        else:
+            why = f"text with {frame[column.name].nunique()} distinct values"
+        reasons.append(f"'{column.name}' ({why})")
+    return ", ".join(reasons)
+
+
+def _dialect(args: argparse.Namespace) -> Dialect:
+    """The CSV's delimiter and decimal mark: as given, else read off the file's first lines (and said)."""
+    from components.data.csv_dialect import Dialect, sniff_dialect
+
+    if Path(args.data).suffix.lower() in (".parquet", ".pq") or not Path(args.data).is_file():
+        return Dialect()
+    sniffed = sniff_dialect(args.data)
+    delimiter = args.delimiter or sniffed.delimiter
+    decimal = args.decimal or (sniffed.decimal if delimiter == sniffed.delimiter else ".")
+    if (delimiter, decimal) != (",", ".") and not (args.delimiter and args.decimal):
+        comma = " with decimal commas" if decimal == "," else ""
+        print(f"read as {delimiter!r}-separated{comma} (seen in the file's first lines; --delimiter, --decimal to set)")
+    return Dialect(delimiter=delimiter, decimal=decimal)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -132,7 +178,8 @@ def add_commands(sub) -> None:
     p.add_argument("--target", required=True, help="the label column")
     p.add_argument("--out", required=True, help="where to write the YAML contract")
     p.add_argument("--force", action="store_true", help="overwrite an existing contract")
-    p.add_argument("--delimiter", help="CSV delimiter (default ',')")
+    p.add_argument("--delimiter", help="CSV delimiter (default: read off the file; ',' when unclear)")
+    p.add_argument("--decimal", choices=(".", ","), help="decimal mark of a CSV (default: read off the file)")
     p.add_argument("--na-values", help="comma-separated missing-value markers (default: '',NA,N/A,NaN,null,?)")
     p.add_argument("--label-strip-suffix", help="suffix to strip from labels, e.g. '.'")
     # no choices=: the task names live in components.model.tasks, which building the parser should not import

@@ -39,7 +39,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print(f"ingested {settings.data.source} -> {settings.data.path}: {sum(counts.values())} images in "
               f"{len(counts)} label folders; DVC tracks it as {settings.data.path}.dvc (md5 {md5})")  # fmt: skip
         return 0
-    out = ingest(settings.data.source, root / settings.data.path)
+    from components.dataset_settings import load_configured_contract
+
+    contract = load_configured_contract(settings, root)  # its reading options: a CSV source's delimiter and decimals
+    source = settings.data.source  # a file is found from the project, as data.path is
+    source = source if source.startswith("sklearn:") or Path(source).is_absolute() else str(root / source)
+    out = ingest(source, root / settings.data.path, contract.reading if contract else None)
     print(f"ingested {settings.data.source} -> {settings.data.path} (md5 {file_md5(out)})")
     return 0
 

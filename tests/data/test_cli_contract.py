@@ -195,3 +195,60 @@ def test_infer_guesses_the_task_after_cutting_label_suffixes(tmp_path: Path, cap
     assert _infer(data, out, "label", "--na-values", "?", "--label-strip-suffix", ".") == 0
     assert "task: binary ('label' holds 2 labels (no, yes))" in capsys.readouterr().out
     assert load_contract(out).labels == ["no", "yes"]
+
+
+def test_a_european_export_with_unlabelled_rows_is_drafted_and_accepted_as_it_is(tmp_path: Path, capsys) -> None:
+    """';'-separated, decimal commas, an accented column name and rows whose outcome is not known yet:
+    `contract infer` with no options drafts a contract that reads the numbers as numbers and sets the
+    unlabelled rows aside, and the very file it came from is accepted."""
+    frame = _frame(n=90).rename(columns={"city": "région"})
+    frame.loc[frame.index[::15], "label"] = None  # 6 of 90
+    data, out = tmp_path / "export.csv", tmp_path / "export.yaml"
+    frame.to_csv(data, index=False, sep=";", decimal=",")
+    assert "," in data.read_text().splitlines()[1]  # the incomes are written 51234,56
+
+    assert _infer(data, out) == 0
+
+    printed = capsys.readouterr().out
+    assert "read as ';'-separated with decimal commas" in printed
+    assert "6 of 90 rows have no 'label': the draft quarantines them" in printed
+    contract = load_contract(out)
+    assert (contract.reading.delimiter, contract.reading.decimal) == (";", ",")
+    assert contract.column("income").dtype == "float" and "income" in contract.feature_columns()
+    assert contract.column("label").severity == {"not_null": "quarantine"}
+    assert "région:" in out.read_text(encoding="utf-8")
+
+    assert _validate(data, out, tmp_path / "report") == 0
+
+    assert "6 rows quarantined" in capsys.readouterr().out
+    moved = pd.read_csv(tmp_path / "report" / "quarantine.csv")
+    assert moved["label"].isna().all() and set(moved["_quarantine_rule"]) == {"not_null:label"}
+
+
+def test_a_semicolon_export_read_as_commas_names_the_delimiter_to_set(tmp_path: Path, capsys) -> None:
+    data, out = tmp_path / "export.csv", tmp_path / "export.yaml"
+    _frame().to_csv(data, index=False, sep=";", decimal=",")
+    assert _infer(data, out, "label", "--delimiter", ",") == 4  # told ",": the file disagrees
+    err = capsys.readouterr().err
+    assert "looks ';'-separated: set reading.delimiter: ';' and reading.decimal: ','" in err
+    assert _infer(data, out, "label", "--delimiter", ";", "--decimal", ",") == 0
+    assert "read as" not in capsys.readouterr().out  # both given: nothing guessed
+    assert load_contract(out).column("income").dtype == "float"
+    with pytest.raises(SystemExit, match="2"):
+        _infer(data, out, "label", "--force", "--decimal", ";")  # argparse: not one of the choices
+    assert "invalid choice: ';'" in capsys.readouterr().err
+
+
+def test_infer_says_which_columns_it_keeps_out_of_training_and_why(tmp_path: Path, capsys) -> None:
+    frame = _frame(n=60).assign(order_id=range(5000, 5060), note=[f"call back {i}" for i in range(60)])
+    data, out = tmp_path / "ref.csv", tmp_path / "ref.yaml"
+    frame.to_csv(data, index=False)
+
+    assert _infer(data, out) == 0
+
+    printed = capsys.readouterr().out
+    assert (
+        "not trained on (feature: false in the draft): 'order_id' (an identifier, the contract's key), "
+        "'note' (text with 60 distinct values)"
+    ) in printed
+    assert load_contract(out).feature_columns() == ["age", "income", "city"]

@@ -37,3 +37,17 @@ def test_evaluation_section_round_trips_and_is_drafted_for_low_cardinality_categ
     save_contract(contract, tmp_path / "c.yaml")
     assert load_contract(tmp_path / "c.yaml").evaluation == contract.evaluation
     assert "beat the class-prior baseline" in (tmp_path / "c.yaml").read_text()
+
+
+def test_rows_without_a_label_are_drafted_into_quarantine_not_a_rejection(frame):
+    labelled = infer_contract(frame, "churn", name="churn")
+    assert labelled.column("churn").severity == {} and labelled.max_quarantine_fraction == 0.05
+
+    blanks = frame.astype({"churn": "float64"})
+    blanks.loc[blanks.index[::8], "churn"] = None  # outcomes not known yet: 1 row in 8
+    share = blanks["churn"].isna().mean()
+    draft = infer_contract(blanks, "churn", name="churn")
+    assert draft.column("churn").severity == {"not_null": "quarantine"}
+    assert draft.max_quarantine_fraction == pytest.approx(2 * share, abs=1e-4)
+    assert draft.labels == [0, 1]  # the labels of the labelled rows, blanks not among them
+    assert draft.column("churn").severity_of("not_null") == "quarantine"

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,6 +23,30 @@ def test_ingest_from_csv(tmp_path):
     pd.DataFrame({"x": [1.0, 2.0], "y": ["a", "b"]}).to_csv(src, index=False)
     out = ingest(str(src), tmp_path / "out.parquet")
     assert load_dataset(out)["y"].tolist() == ["a", "b"]
+
+
+def test_mlops_ingest_reads_a_csv_source_with_the_contracts_reading_options(tmp_path):
+    """`data.source` a ';'-separated export with decimal commas, `validate.contract` saying so: stored as numbers."""
+    import yaml
+
+    from components.data.contract import load_contract
+    from components.data.contract_yaml import save_contract
+    from flows.cli.main import main
+    from tests.conftest import make_project
+
+    project = make_project(tmp_path / "project")
+    frame = read_source("sklearn:breast_cancer").head(50)
+    frame.to_csv(project / "export.csv", index=False, sep=";", decimal=",")
+    contract = load_contract(project / "contracts" / "breast_cancer.yaml")
+    save_contract(replace(contract, reading=replace(contract.reading, delimiter=";", decimal=",")),
+                  project / "contracts" / "breast_cancer.yaml")  # fmt: skip
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["data"]["source"] = "export.csv"
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    assert main(["--params", str(project / "params.yaml"), "ingest"]) == 0
+
+    pd.testing.assert_frame_equal(load_dataset(project / "data" / "dataset.parquet"), frame)
 
 
 def test_missing_dataset_says_how_to_get_it(tmp_path):

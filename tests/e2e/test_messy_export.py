@@ -192,3 +192,39 @@ def test_bentos_built_one_after_another_in_one_process_each_carry_their_own_serv
         tag = build_bento(registered_model=MODEL, version=version, service_name=service_name,
                           metadata={"model_version": version}, schema=schema, constraints=None)  # fmt: skip
         assert [s.name for s in bentoml.bentos.get(tag).info.services] == [service_name]
+
+
+def test_a_european_export_with_unlabelled_rows_trains_on_its_labelled_rows(project, churn_run, tmp_path):
+    """The same kind of export written ';'-separated with decimal commas, some outcomes not known yet:
+    drafted with no options, trained on the labelled rows (the others quarantined and logged), its drift
+    reference scored from the file read as training read it, and a batch in the same format scored."""
+    from components import vocabulary as v
+    from components.monitoring.reference_scores import ARTIFACT
+
+    frame = messy_frame(rows=900, seed=11)
+    frame.loc[frame.index[::30], "Churn"] = None  # 30 rows without an outcome yet
+    data, contract = tmp_path / "churn_eu.csv", tmp_path / "churn_eu.yaml"
+    frame.to_csv(data, index=False, sep=";", decimal=",")
+    params = project / "params.yaml"
+    fast = sum((["--set", o] for o in FAST), [])
+    assert _cli("--params", params, "contract", "infer", "--data", data, "--target", "Churn", "--out", contract) == 0
+    assert _cli("--params", params, "run", "--data", data, "--contract", contract, *fast) == 0
+
+    registry.configure_tracking(project)
+    (version,) = registry.list_versions("churn_eu")
+    assert version["aliases"] == ["champion"]
+    client = registry.client()
+    pipeline_run = version["tags"][v.TAG_PIPELINE_RUN]
+    quarantined = pd.read_csv(mlflow.artifacts.download_artifacts(
+        run_id=pipeline_run, artifact_path="validation/quarantine.csv", dst_path=str(tmp_path / "q")))  # fmt: skip
+    assert len(quarantined) == 30 and set(quarantined["_quarantine_rule"]) == {"not_null:Churn"}
+    model_run = client.get_model_version("churn_eu", version["version"]).run_id
+    assert ARTIFACT in [a.path for a in client.list_artifacts(model_run, "monitoring")]  # the reference was read
+
+    batch = messy_frame(rows=60, seed=12).dropna().drop(columns="Churn")  # complete rows: in a small batch a
+    # blank or two is a larger share than the draft allows (twice the export's)
+    batch.to_csv(tmp_path / "batch.csv", index=False, sep=";", decimal=",")
+    assert _cli("--params", params, "predict", "--data", tmp_path / "batch.csv", "--model", "churn_eu",
+                "--out", tmp_path / "predictions") == 0  # fmt: skip
+    (scored,) = (tmp_path / "predictions").glob("*.parquet")
+    assert len(pd.read_parquet(scored)) == len(batch)

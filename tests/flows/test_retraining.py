@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from prefect import flow
@@ -114,6 +115,20 @@ def test_newest_incoming_file_wins(tmp_path):
         os.utime(tmp_path / name, (now - age, now - age))
     assert rt.newest_data_file(tmp_path) == tmp_path / "new.parquet"
     assert rt.newest_data_file(tmp_path / "missing") is None
+
+
+def test_an_incoming_export_is_split_by_the_contracts_reading_options(tmp_path):
+    """A ';'-separated drop with decimal commas is staged as its columns and numbers, not as one text column."""
+    from components.data.contract import ReadOptions
+    from components.data.dataset import read_source
+
+    frame = read_source("sklearn:breast_cancer").head(40)
+    (tmp_path / "incoming").mkdir()
+    frame.to_csv(tmp_path / "incoming" / "drop.csv", index=False, sep=";", decimal=",")
+    reading = ReadOptions(delimiter=";", decimal=",")
+    staged, source = rt.find_data_task.fn(tmp_path / "incoming", tmp_path / "dataset.parquet", tmp_path, reading)
+    assert source == tmp_path / "incoming" / "drop.csv"
+    pd.testing.assert_frame_equal(pd.read_parquet(staged), frame.reset_index(drop=True))
 
 
 def test_dvc_target_is_the_tracked_directory(tmp_path):
