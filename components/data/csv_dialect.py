@@ -81,3 +81,10 @@ def delimiter_hint(path: str | Path, encoding: str, used: str) -> str:
         f"; the file looks {delimiter!r}-separated: set reading.delimiter: {delimiter!r}{also} in the contract, "
         "or draft it again with contract infer (which detects both)"
     )
+
+
+def repeated_names(path: str | Path, encoding: str, delimiter: str) -> list[str]:
+    """Header names that occur more than once (pandas reads the copies as ``name.1``, ``name.2``)."""
+    lines = _sample(Path(path), encoding)[:1]
+    names = [n.strip() for n in next(csv.reader(lines, delimiter=delimiter), [])]
+    return sorted({n for n in names if names.count(n) > 1})

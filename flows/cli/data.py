@@ -12,7 +12,7 @@ from flows.runtime import EXIT_CONFIG, EXIT_REJECTED
 if TYPE_CHECKING:  # the CLI's parser is built without importing pandas or the contract model
     import pandas as pd
 
-    from components.data.contract import Contract
+    from components.data.contract import Contract, ReadOptions
     from components.data.csv_dialect import Dialect
 
 
@@ -64,6 +64,9 @@ def cmd_contract_infer(args: argparse.Namespace) -> int:
             f"(columns.{args.target}.severity.not_null: quarantine; max_quarantine_fraction "
             f"{contract.max_quarantine_fraction:g}) instead of rejecting the file"
         )
+    if repeated := _repeated_header_names(args.data, reading):
+        print(f"the header repeats {', '.join(repr(n) for n in repeated)}: the draft names the copies "
+              "<name>.1, <name>.2, ... (rename them in the export if they hold different things)")  # fmt: skip
     if left_out := _not_features(contract, normalised):
         print(f"not trained on (feature: false in the draft): {left_out}")
     print(f"wrote draft contract {out} ({frame.shape[1]} columns, {len(frame)} rows): review and tighten it")
@@ -82,6 +85,14 @@ def _not_features(contract: Contract, frame: pd.DataFrame) -> str:
             why = f"text with {frame[column.name].nunique()} distinct values"
         reasons.append(f"'{column.name}' ({why})")
     return ", ".join(reasons)
+
+
+def _repeated_header_names(data: str, reading: ReadOptions) -> list[str]:
+    from components.data.csv_dialect import repeated_names
+
+    if Path(data).suffix.lower() in (".parquet", ".pq"):
+        return []  # Parquet column names are unique
+    return repeated_names(data, reading.encoding, reading.delimiter or ",")
 
 
 def _dialect(args: argparse.Namespace) -> Dialect:

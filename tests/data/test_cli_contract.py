@@ -252,3 +252,18 @@ def test_infer_says_which_columns_it_keeps_out_of_training_and_why(tmp_path: Pat
         "'note' (text with 60 distinct values)"
     ) in printed
     assert load_contract(out).feature_columns() == ["age", "income", "city"]
+
+
+def test_infer_says_when_the_header_repeats_a_name(tmp_path: Path, capsys) -> None:
+    data, out = tmp_path / "ref.csv", tmp_path / "ref.yaml"
+    frame = _frame(n=30)
+    data.write_text("age,income,age,label\n" + "\n".join(f"{a},{i},{a + 1},{y}" for a, i, y in
+                    zip(frame["age"], frame["income"], frame["label"], strict=True)) + "\n")  # fmt: skip
+
+    assert _infer(data, out) == 0
+
+    assert "the header repeats 'age': the draft names the copies <name>.1" in capsys.readouterr().out
+    assert load_contract(out).column_names() == ["age", "income", "age.1", "label"]
+    _frame(n=30).to_parquet(tmp_path / "ref.parquet")
+    assert _infer(tmp_path / "ref.parquet", tmp_path / "p.yaml") == 0
+    assert "repeats" not in capsys.readouterr().out
