@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from components.data.file_kinds import open_text
+
 DELIMITERS = (",", ";", "\t", "|")
 SAMPLE_LINES = 50
 _DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")
@@ -28,7 +30,7 @@ class Dialect:
 
 def _sample(path: Path, encoding: str) -> list[str]:
     lines = []
-    with open(path, encoding=encoding, errors="replace", newline="") as handle:
+    with open_text(path, encoding) as handle:
         for line in handle:
             if line.strip():
                 lines.append(line.rstrip("\r\n"))

@@ -19,13 +19,13 @@ import pyarrow.parquet as pq
 
 from components.data.contract import Contract, DataReadError, ReadOptions
 from components.data.csv_dialect import delimiter_hint
+from components.data.file_kinds import DAMAGED, check_tabular, is_compressed, raw_bytes
 
 _NUMPY_DTYPE = {"float": np.dtype("float64"), "int": np.dtype("int64")}  # what _cast makes of "float"/"int"
 
 
-def _locate_bad_bytes(path: Path, encoding: str, sep: str, header: list[str]) -> str:
+def _locate_bad_bytes(data: bytes, encoding: str, sep: str, header: list[str]) -> str:
     """Say where the first undecodable byte is: line, column and byte offset."""
-    data = path.read_bytes()
     try:
         data.decode(encoding)
     except UnicodeDecodeError as err:
@@ -39,7 +39,10 @@ def _locate_bad_bytes(path: Path, encoding: str, sep: str, header: list[str]) ->
 
 
 def _check_last_line(path: Path, sep: str, n_fields: int, header: list[str], encoding: str) -> None:
-    """A last line with fewer fields than the header means the file was cut short."""
+    """A last line with fewer fields than the header means the file was cut short (a compressed file says
+    so itself: its end marker is missing)."""
+    if is_compressed(path):
+        return
     with open(path, "rb") as handle:
         handle.seek(max(0, path.stat().st_size - (1 << 16)))
         tail = handle.read().decode(encoding, errors="replace")
@@ -56,6 +59,7 @@ def _check_last_line(path: Path, sep: str, n_fields: int, header: list[str], enc
 
 def _read_csv(path: Path, opts: ReadOptions, expected: list[str] | None) -> pd.DataFrame:
     sep = opts.delimiter or ","
+    check_tabular(path)
     with open(path, "rb") as handle:
         if not handle.read(4096).strip():
             raise DataReadError(f"{path}: file is empty")
@@ -76,11 +80,18 @@ def _read_csv(path: Path, opts: ReadOptions, expected: list[str] | None) -> pd.D
     except pd.errors.EmptyDataError:
         raise DataReadError(f"{path}: file is empty") from None
     except UnicodeDecodeError:
-        with open(path, "rb") as handle:
-            first = handle.readline().decode(opts.encoding, errors="replace")
-        header = [h.strip() for h in first.rstrip("\r\n").split(sep)]
-        where = _locate_bad_bytes(path, opts.encoding, sep, header)
-        raise DataReadError(f"{path}: not valid {opts.encoding}: {where}") from None
+        data = raw_bytes(path) if is_compressed(path) else path.read_bytes()
+        first = data.split(b"\n", 1)[0].decode(opts.encoding, errors="replace")
+        header = [h.strip() for h in first.rstrip("\r").split(sep)]
+        where = _locate_bad_bytes(data, opts.encoding, sep, header)
+        raise DataReadError(
+            f"{path}: not valid {opts.encoding}: {where}; an export in another encoding (Windows tools often "
+            "write cp1252) needs reading.encoding in the contract, or contract infer --encoding"
+        ) from None
+    except DAMAGED as err:
+        if not is_compressed(path):
+            raise
+        raise DataReadError(f"{path}: the compressed file is damaged or cut short ({err})") from None
     except pd.errors.ParserError as err:
         hint = delimiter_hint(path, opts.encoding, sep)
         raise DataReadError(f"{path}: malformed CSV: {str(err).strip()}{hint}") from None

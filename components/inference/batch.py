@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 from components.config import ParallelSettings
 from components.data.contract import Contract, DataReadError
 from components.data.dataset import file_md5
+from components.data.file_kinds import DAMAGED, check_tabular, is_compressed
 from components.data.reading import normalise
 from components.inference.batch_output import PredictionWriter, claim_outputs
 from components.inference.scoring import ID_COLUMNS, Predict, prediction_columns
@@ -67,6 +68,7 @@ def read_chunks(path: Path, contract: Contract, chunk_rows: int) -> Iterator[pd.
             raise DataReadError(f"{path}: not a readable Parquet file: {err}") from None
         return
     opts = contract.reading
+    check_tabular(path)
     try:
         reader = pd.read_csv(path, sep=opts.delimiter or ",", decimal=opts.decimal, na_values=opts.na_values,
                              keep_default_na=True, skipinitialspace=opts.strip_whitespace, encoding=opts.encoding,
@@ -81,6 +83,10 @@ def read_chunks(path: Path, contract: Contract, chunk_rows: int) -> Iterator[pd.
         raise DataReadError(f"{path}: not valid {opts.encoding}: byte at offset {err.start} of a chunk") from None
     except pd.errors.ParserError as err:
         raise DataReadError(f"{path}: malformed CSV: {err}") from None
+    except DAMAGED as err:
+        if not is_compressed(path):
+            raise
+        raise DataReadError(f"{path}: the compressed file is damaged or cut short ({err})") from None
 
 
 @contextmanager

@@ -38,14 +38,13 @@ def cmd_contract_infer(args: argparse.Namespace) -> int:
         delimiter=dialect.delimiter if dialect.delimiter != "," else None,
         decimal=dialect.decimal,
         label_strip_suffix=args.label_strip_suffix,
+        encoding=args.encoding,
     )
     frame = read_table(args.data, reading)
     if args.target not in frame.columns:
-        print(
-            f"error: target column '{args.target}' is not in {args.data} "
-            f"(columns: {', '.join(map(str, frame.columns))})",
-            file=sys.stderr,
-        )
+        names = [str(c) for c in frame.columns]
+        shown = ", ".join(names[:20]) + (f", ... ({len(names) - 20} more)" if len(names) > 20 else "")
+        print(f"error: target column '{args.target}' is not in {args.data} (columns: {shown})", file=sys.stderr)
         return 2
     task, reason = (args.task, "given with --task") if args.task else guess_task(frame[args.target])
     draft = dataclasses.replace(infer_contract(frame, args.target, name=out.stem, task=task), reading=reading)
@@ -101,7 +100,7 @@ def _dialect(args: argparse.Namespace) -> Dialect:
 
     if Path(args.data).suffix.lower() in (".parquet", ".pq") or not Path(args.data).is_file():
         return Dialect()
-    sniffed = sniff_dialect(args.data)
+    sniffed = sniff_dialect(args.data, args.encoding)
     delimiter = args.delimiter or sniffed.delimiter
     decimal = args.decimal or (sniffed.decimal if delimiter == sniffed.delimiter else ".")
     if (delimiter, decimal) != (",", ".") and not (args.delimiter and args.decimal):
@@ -191,6 +190,7 @@ def add_commands(sub) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing contract")
     p.add_argument("--delimiter", help="CSV delimiter (default: read off the file; ',' when unclear)")
     p.add_argument("--decimal", choices=(".", ","), help="decimal mark of a CSV (default: read off the file)")
+    p.add_argument("--encoding", default="utf-8", help="text encoding of a CSV, e.g. cp1252 (default: utf-8)")
     p.add_argument("--na-values", help="comma-separated missing-value markers (default: '',NA,N/A,NaN,null,?)")
     p.add_argument("--label-strip-suffix", help="suffix to strip from labels, e.g. '.'")
     # no choices=: the task names live in components.model.tasks, which building the parser should not import

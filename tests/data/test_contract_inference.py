@@ -51,3 +51,6 @@ def test_rows_without_a_label_are_drafted_into_quarantine_not_a_rejection(frame)
     assert draft.max_quarantine_fraction == pytest.approx(2 * share, abs=1e-4)
     assert draft.labels == [0, 1]  # the labels of the labelled rows, blanks not among them
     assert draft.column("churn").severity_of("not_null") == "quarantine"
+    amounts = blanks.assign(churn=blanks["income"])  # a numeric target with blanks: regression, same rule
+    regression = infer_contract(amounts, "churn", name="spend", task="regression")
+    assert regression.column("churn").severity == {"not_null": "quarantine"} and regression.labels == []
