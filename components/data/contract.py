@@ -13,6 +13,7 @@ section are checked in ``contract_sections``.
 
 from __future__ import annotations
 
+import codecs
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -106,6 +107,10 @@ class ReadOptions:
     encoding: str = "utf-8"
 
     def __post_init__(self) -> None:
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ContractError(f"reading.encoding: {self.encoding!r} is not an encoding Python knows") from None
         if self.decimal not in (".", ","):
             raise ContractError(f"reading.decimal: {self.decimal!r} is not '.' or ','")
         if self.decimal == (self.delimiter or ","):

@@ -13,6 +13,7 @@ import gzip
 import io
 import lzma
 import zipfile
+import zlib
 from pathlib import Path
 from typing import IO
 
@@ -20,7 +21,7 @@ from components.data.errors import DataReadError
 
 COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}  # and ".zip": one CSV inside
 # pandas' own suffix-based reading raises these for a compressed file that was cut short or is damaged
-DAMAGED = (EOFError, gzip.BadGzipFile, lzma.LZMAError, OSError, zipfile.BadZipFile)
+DAMAGED = (EOFError, OSError, zlib.error, lzma.LZMAError, zipfile.BadZipFile)
 _OTHER_FORMATS = {
     ".xlsx": "an Excel workbook", ".xlsm": "an Excel workbook", ".xls": "an Excel workbook",
     ".ods": "a spreadsheet", ".json": "JSON", ".jsonl": "JSON lines", ".ndjson": "JSON lines",
@@ -36,6 +37,8 @@ def is_compressed(path: Path) -> bool:
 
 def check_tabular(path: Path) -> None:
     """Refuse a file that is not CSV (plain or compressed) or Parquet, naming what it looks like."""
+    if path.suffix.lower() == ".zip":
+        open_text(path, "utf-8").close()  # exactly one file inside, or the error says what is
     kind = _OTHER_FORMATS.get(path.suffix.lower())
     if kind is None and not is_compressed(path):
         with open(path, "rb") as handle:
@@ -53,9 +56,13 @@ def open_text(path: Path, encoding: str, errors: str = "replace") -> IO[str]:
     if suffix in COMPRESSED:
         return COMPRESSED[suffix](path, "rt", encoding=encoding, errors=errors, newline="")
     if suffix == ".zip":
-        archive = zipfile.ZipFile(path)
+        try:
+            archive = zipfile.ZipFile(path)
+        except zipfile.BadZipFile as err:
+            raise DataReadError(f"{path}: not a readable zip archive ({err})") from None
         members = [n for n in archive.namelist() if not n.endswith("/")]
         if len(members) != 1:
+            archive.close()
             raise DataReadError(f"{path}: a zip archive must hold exactly one CSV, found {len(members)} files")
         return io.TextIOWrapper(archive.open(members[0]), encoding=encoding, errors=errors, newline="")
     return open(path, encoding=encoding, errors=errors, newline="")

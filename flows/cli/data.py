@@ -32,13 +32,14 @@ def cmd_contract_infer(args: argparse.Namespace) -> int:
     if out.exists() and not args.force:
         print(f"error: {out} exists; pass --force to overwrite it", file=sys.stderr)
         return 2
-    dialect = _dialect(args)
-    reading = ReadOptions(
+    reading = ReadOptions(  # checked first: an unknown --encoding is an error naming reading.encoding
         na_values=args.na_values.split(",") if args.na_values is not None else ReadOptions().na_values,
-        delimiter=dialect.delimiter if dialect.delimiter != "," else None,
-        decimal=dialect.decimal,
         label_strip_suffix=args.label_strip_suffix,
         encoding=args.encoding,
+    )
+    dialect = _dialect(args)
+    reading = dataclasses.replace(
+        reading, delimiter=dialect.delimiter if dialect.delimiter != "," else None, decimal=dialect.decimal
     )
     frame = read_table(args.data, reading)
     if args.target not in frame.columns:

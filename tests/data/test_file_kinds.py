@@ -63,6 +63,11 @@ def test_a_cut_short_or_ambiguous_archive_is_a_read_error(tmp_path):
         archive.writestr("b.csv", TEXT)
     with pytest.raises(DataReadError, match="exactly one CSV, found 2"):
         sniff_dialect(tmp_path / "two.zip")
+    with pytest.raises(DataReadError, match="exactly one CSV, found 2"):
+        read_with_contract(tmp_path / "two.zip", _contract())
+    (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04 not really")
+    with pytest.raises(DataReadError, match="not a readable zip archive"):
+        read_with_contract(tmp_path / "broken.zip", _contract())
 
 
 @pytest.mark.parametrize(
@@ -98,6 +103,8 @@ def test_infer_takes_an_encoding_and_lists_at_most_twenty_columns(tmp_path, monk
     argv = ["contract", "infer", "--data", "export.csv", "--target", "label", "--out", "c.yaml"]
     assert main(argv) == 4
     assert main([*argv, "--encoding", "cp1252"]) == 0
+    assert main([*argv, "--force", "--encoding", "klingon"]) == 2
+    assert "reading.encoding: 'klingon' is not an encoding Python knows" in capsys.readouterr().err
     assert "encoding: cp1252" in (tmp_path / "c.yaml").read_text(encoding="utf-8")
 
     pd.DataFrame({f"col{i}": [1, 2] for i in range(45)}).to_csv(tmp_path / "wide.csv", index=False)
