@@ -188,10 +188,19 @@ def drift_reference(ctx: RunContext, frame: pd.DataFrame, md5: str) -> tuple[pd.
 
     source = drift_reference_source(ctx, md5)
     if source.data == md5:
-        return frame, source.note
+        return _labelled(ctx, frame), source.note
     if source.path is not None:
-        return read_dataset(source.path, ctx.contract), source.note
-    return split(ctx, frame).train, source.note
+        return _labelled(ctx, read_dataset(source.path, ctx.contract)), source.note
+    return split(ctx, _labelled(ctx, frame)).train, source.note
+
+
+def _labelled(ctx: RunContext, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` without rows whose target is blank. Validation compares the rows it keeps with the reference,
+    and a contract quarantines unlabelled rows (``contract infer`` drafts it so): left in the reference, they
+    were a target drift of their own (PSI 0.47 on a regression target with 7% blanks)."""
+    if ctx.target not in frame.columns or not frame[ctx.target].isna().any():
+        return frame
+    return frame[frame[ctx.target].notna()]
 
 
 # What validation imports (Great Expectations): a driver that validates in a child process

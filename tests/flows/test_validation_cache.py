@@ -71,3 +71,22 @@ def test_the_reused_report_names_todays_champion(ctx, monkeypatch, tmp_path):
     reused = validation_cache.lookup(again)
     assert reused.reference_note == now
     assert "champion v2&#x27;s dataset" in (again.out_dir / "validation_report.html").read_text()
+
+
+def test_rows_without_a_target_are_left_out_of_the_drift_reference(ctx):
+    """A contract that quarantines unlabelled rows (as `contract infer` drafts it) must not then report the
+    labelled rows it kept as a drift of the target away from a reference that still held the blanks."""
+    frame, _ = steps.load(ctx)
+    blanks = frame.astype({"target": "float64"})
+    blanks.loc[blanks.index[::10], "target"] = None
+    target = replace(ctx.contract.column("target"), severity={"not_null": "quarantine"})
+    columns = tuple(target if c.name == "target" else c for c in ctx.contract.columns)
+    quarantining = replace(ctx, contract=replace(ctx.contract, columns=columns, max_quarantine_fraction=0.2))
+
+    reference, note = steps.drift_reference(quarantining, blanks, "0" * 32)  # no champion: this data's training split
+
+    assert "training split" in note and reference["target"].notna().all()
+    report, kept, _, _ = steps.check(quarantining, blanks, reference, ctx.out_dir, note)
+    assert report.success and report.n_quarantined == 12 and len(kept) == 108
+    drifts = {r.column: r.success for r in report.results if r.rule == "drift"}
+    assert drifts["target"] is True, report.drift["columns"]["target"]
