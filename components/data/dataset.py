@@ -99,13 +99,15 @@ def load_dataset(path: str | Path) -> pd.DataFrame:
     return load_dataset_file(path)
 
 
-def load_dataset_file(path: Path) -> pd.DataFrame:
-    """Parquet by suffix or magic bytes (DVC's cache files have no suffix), else CSV."""
+def is_parquet(path: Path) -> bool:
+    """Parquet by suffix or magic bytes (DVC's cache files have no suffix)."""
     with open(path, "rb") as handle:
-        magic = handle.read(4)
-    if path.suffix.lower() in (".parquet", ".pq") or magic == b"PAR1":
-        return pd.read_parquet(path)
-    return pd.read_csv(path)
+        return path.suffix.lower() in (".parquet", ".pq") or handle.read(4) == b"PAR1"
+
+
+def load_dataset_file(path: Path) -> pd.DataFrame:
+    """Parquet (:func:`is_parquet`), else CSV."""
+    return pd.read_parquet(path) if is_parquet(path) else pd.read_csv(path)
 
 
 def file_md5(path: str | Path, chunk: int = 1 << 20) -> str:

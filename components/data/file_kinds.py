@@ -35,6 +35,14 @@ def is_compressed(path: Path) -> bool:
     return path.suffix.lower() in (*COMPRESSED, ".zip")
 
 
+def damaged(path: Path, err: BaseException) -> BaseException:
+    """What to raise for ``err`` (one of ``DAMAGED``) while pandas read ``path``: a read error naming the
+    archive when the file is compressed, else ``err`` itself (an OSError of a plain file is not ours to name)."""
+    if not is_compressed(path):
+        return err
+    return DataReadError(f"{path}: the compressed file is damaged or cut short ({err})")
+
+
 def check_tabular(path: Path) -> None:
     """Refuse a file that is not CSV (plain or compressed) or Parquet, naming what it looks like."""
     if path.suffix.lower() == ".zip":

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from components.data.contract import Contract, DataReadError, ReadOptions
 from components.data.csv_dialect import delimiter_hint
-from components.data.file_kinds import DAMAGED, check_tabular, is_compressed, raw_bytes
+from components.data.file_kinds import DAMAGED, check_tabular, damaged, is_compressed, raw_bytes
 
 _NUMPY_DTYPE = {"float": np.dtype("float64"), "int": np.dtype("int64")}  # what _cast makes of "float"/"int"
 
@@ -89,9 +89,7 @@ def _read_csv(path: Path, opts: ReadOptions, expected: list[str] | None) -> pd.D
             "write cp1252) needs reading.encoding in the contract, or contract infer --encoding"
         ) from None
     except DAMAGED as err:
-        if not is_compressed(path):
-            raise
-        raise DataReadError(f"{path}: the compressed file is damaged or cut short ({err})") from None
+        raise damaged(path, err) from None
     except pd.errors.ParserError as err:
         hint = delimiter_hint(path, opts.encoding, sep)
         raise DataReadError(f"{path}: malformed CSV: {str(err).strip()}{hint}") from None
@@ -292,12 +290,10 @@ def read_dataset(path: str | Path, contract: Contract | None) -> pd.DataFrame:
     options (a ``;``-separated export with decimal commas stays one), then normalised. No header check: an
     old version's columns are what the drift comparison reports. Without a contract, as pandas reads it.
     """
-    from components.data.dataset import load_dataset_file
+    from components.data.dataset import is_parquet, load_dataset_file
 
     path = Path(path)
     if contract is None:
         return load_dataset_file(path)
-    with open(path, "rb") as handle:
-        parquet = path.suffix.lower() in (".parquet", ".pq") or handle.read(4) == b"PAR1"
-    frame = pd.read_parquet(path) if parquet else _read_csv(path, contract.reading, None)
+    frame = pd.read_parquet(path) if is_parquet(path) else _read_csv(path, contract.reading, None)
     return normalise(frame, contract)

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from components.config import ParallelSettings
 from components.data.contract import Contract, DataReadError
 from components.data.dataset import file_md5
-from components.data.file_kinds import DAMAGED, check_tabular, is_compressed
+from components.data.file_kinds import DAMAGED, check_tabular, damaged
 from components.data.reading import normalise
 from components.inference.batch_output import PredictionWriter, claim_outputs
 from components.inference.scoring import ID_COLUMNS, Predict, prediction_columns
@@ -84,9 +84,7 @@ def read_chunks(path: Path, contract: Contract, chunk_rows: int) -> Iterator[pd.
     except pd.errors.ParserError as err:
         raise DataReadError(f"{path}: malformed CSV: {err}") from None
     except DAMAGED as err:
-        if not is_compressed(path):
-            raise
-        raise DataReadError(f"{path}: the compressed file is damaged or cut short ({err})") from None
+        raise damaged(path, err) from None
 
 
 @contextmanager
