@@ -202,7 +202,7 @@ def release(ctx: RunContext) -> None:
     from components.release import registry, run_records
     from components.release.lineage import git_commit
     from components.training.search import CandidateOutcome
-    from flows import quantize_step, release_steps
+    from flows import candidate_runs, quantize_step, release_steps
     from flows.runtime import prepare_environment
 
     prepare_environment(ctx.root)
@@ -232,7 +232,7 @@ def release(ctx: RunContext) -> None:
                     mlflow.set_tag(v.TAG_CANDIDATE, cand)
                     mlflow.log_metrics({f"val_{k}": x for k, x in metrics.items()})
         outcome = CandidateOutcome(model, EvalResult(model.name, "val", 0, result["candidates"][model.name]))
-        child_id, model_uri = release_steps.log_candidate(ctx.run_id, outcome, accepted.drop(columns=[ctx.target]))
+        child_id, model_uri = candidate_runs.log_candidate(ctx.run_id, outcome, accepted.drop(columns=[ctx.target]))
         report_uri = f"{mlflow.get_artifact_uri('validation')}/validation_report.html"
         released = release_steps.release(ctx, model=quantize_at_load(model), model_uri=model_uri,
                                          child_run_id=child_id, assessment=assessment, frame=accepted,

@@ -29,7 +29,7 @@ from components.release.summary import (
     render_markdown,
     run_summary,
 )
-from flows import early_validation, quantize_step, release_steps, steps, validation_cache
+from flows import candidate_runs, early_validation, quantize_step, release_steps, steps, validation_cache
 from flows.child_process import ChildProcess
 from flows.completed_run import nothing_changed
 from flows.fitting import FitEngine, train_and_choose
@@ -61,7 +61,7 @@ def validate_task(check: Callable[..., Any], ctx, frame, out_dir):
 assess_task = task(name="assess-on-test", task_run_name="assess {model.name} on test")(steps.assess)
 quantize_task = task(name="quantize", task_run_name="quantize {model.name}")(quantize_step.quantized)
 log_candidate_task = task(name="log-candidate", task_run_name="log {outcome.model.name}",
-                          **IO_RETRIES)(release_steps.log_candidate)  # fmt: skip
+                          **IO_RETRIES)(candidate_runs.log_candidate)  # fmt: skip
 
 
 def release_tasks(step, *, reference: str, bento: str) -> release_steps.Runner:
