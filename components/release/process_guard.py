@@ -50,6 +50,7 @@ import psutil
 
 POLL_S = 0.5  # parent check when no parent-death signal is available, and the longest sleep
 SCAN_S = 2.0  # how often CMD's tree (or the watched parent's) is remembered
+EXITING_S = 1.0  # how long a process on its way out at the parent's death has before it counts as left
 TOKEN_VAR = "MLOPS_PROCESS_GUARD_TOKEN"  # marks the processes a watched process started
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -232,7 +233,9 @@ def watch_descendants(parent: int, token: str | None, grace_s: float, scan_s: fl
             known = {p.pid: p for p in alive(known.values())} | {p.pid: p for p in descendants(parent)}
             next_scan = time.monotonic() + scan_s
         _sleep(wake_r, next_scan - time.monotonic() if on_linux else POLL_S)  # Linux: the death signal wakes us
-    left = _leftovers(known.values(), token)
+    # A child told to stop at the parent's exit, or whose pipe to it just closed (the validation child), is on
+    # its way out: a moment before it counts as left behind, so a clean exit is not reported as one.
+    left = wait_gone(_leftovers(known.values(), token), min(grace_s, EXITING_S))
     if not left:
         return 0
     _say(f"pid {parent} is gone; stopping what it left: {_names(left)}")

@@ -224,6 +224,9 @@ pids = {"watchdog": watchdog.pid}
 py, sleep = sys.executable, "import time; time.sleep(600)"
 if mode == "clean":
     subprocess.run([py, "-c", "pass"], check=True)
+elif mode == "finishing":  # a child that ends 0.3 s after our pipe to it closes, as the validation child does
+    finishing = "import sys, time; sys.stdin.read(); time.sleep(0.3)"
+    pids["child"] = subprocess.Popen([py, "-c", finishing], stdin=subprocess.PIPE).pid
 else:
     grandchild = f"subprocess.Popen([sys.executable, '-c', {sleep!r}], start_new_session=True).pid"
     starter = f"import subprocess, sys; print({grandchild}, flush=True); {sleep}"
@@ -244,7 +247,8 @@ elif mode == "exec":
 def start_watched(mode: str, scan_s: float, stubborn: bool = False) -> tuple[subprocess.Popen, dict[str, int]]:
     root = Path(__file__).resolve().parents[2]
     args = [mode, str(scan_s), "stubborn" if stubborn else "-"]
-    parent = subprocess.Popen([sys.executable, "-c", WATCHED, *args], cwd=root, stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen([sys.executable, "-c", WATCHED, *args], cwd=root, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
     line = parent.stdout.readline()
     assert line, f"the stand-in failed (exit code {parent.wait()})"
     return parent, json.loads(line)
@@ -289,6 +293,18 @@ def test_a_clean_exit_leaves_nothing_and_the_watchdog_exits_at_once():
         assert gone_within([watchdog], 2) == []
     finally:
         kill_quietly([watchdog])
+
+
+def test_a_child_on_its_way_out_is_not_reported_as_left_behind():
+    """A clean `mlops run` exit whose validation child ends just after it: nothing to stop, nothing said."""
+    parent, pids = start_watched("finishing", scan_s=0.2)
+    family = [psutil.Process(pid) for pid in pids.values()]
+    try:
+        assert parent.wait(timeout=30) == 0
+        assert gone_within(family, 5) == []
+        assert "stopping what it left" not in parent.stderr.read()  # the watchdog writes to our stderr
+    finally:
+        kill_quietly(family)
 
 
 def test_the_watchdog_leaves_a_parent_that_execs_alone():
