@@ -16,6 +16,7 @@ it: the setting must be in the environment before Prefect reads its settings.
 from __future__ import annotations
 
 import atexit
+import importlib
 import importlib.util
 import logging
 import os
@@ -23,7 +24,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -127,3 +128,18 @@ def started(wanted: bool) -> Iterator[TemporaryAPI | None]:
         for name in added:
             os.environ.pop(name, None)
         _running.remove(api)
+
+
+@contextmanager
+def flow_on_api(module: str, name: str) -> Iterator[Callable]:
+    """The flow ``module.name``, imported while the temporary API starts; yielded once the API answers.
+
+    For a command that runs one flow (`mlops predict`, `mlops monitor`): the API's start overlaps the
+    flow's imports, and Prefect's own temporary server (its server module imported here, then a wait)
+    is not needed. With ``PREFECT_API_URL`` set, only the import.
+    """
+    with started(True) as api:
+        flow = getattr(importlib.import_module(module), name)
+        if api is not None:
+            api.wait_ready()
+        yield flow

@@ -92,13 +92,15 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         except NoChampionError as err:
             print(f"error: {err}", file=sys.stderr)
             return EXIT_NOTHING
-    from flows.monitoring import monitor
+    from flows.temporary_api import flow_on_api
 
     # Paths typed on the command line are the shell's: resolve them here, not under the params folder.
     folder = str(Path(args.predictions).resolve()) if args.predictions else "predictions"
+    labels = str(Path(args.labels).resolve()) if args.labels else None
     try:
-        result = monitor(labels=str(Path(args.labels).resolve()) if args.labels else None, served=args.served,
-                         model=name, predictions=folder, params_path=args.params, since=since)  # fmt: skip
+        with flow_on_api("flows.monitoring", "monitor") as monitor:
+            result = monitor(labels=labels, served=args.served, model=name, predictions=folder,
+                             params_path=args.params, since=since)  # fmt: skip
     except NoChampionError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_NOTHING

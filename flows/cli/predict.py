@@ -23,14 +23,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     except NoChampionError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_NOTHING
-    from flows.batch_inference import batch_inference
+    from flows.temporary_api import flow_on_api
 
     # Paths typed on the command line are the shell's: resolve them here, not under the params folder.
     out = str(Path(args.out).resolve()) if args.out else "predictions"
     chunking = {"chunk_rows": args.chunk_rows} if args.chunk_rows else {}  # else the flow's default
     try:
-        meta = batch_inference(data=str(Path(args.data).resolve()), model=name, out=out, params_path=args.params,
-                               **chunking)  # fmt: skip
+        with flow_on_api("flows.batch_inference", "batch_inference") as batch_inference:
+            meta = batch_inference(data=str(Path(args.data).resolve()), model=name, out=out,
+                                   params_path=args.params, **chunking)  # fmt: skip
     except NoChampionError as err:  # the alias was removed while the flow started
         print(f"error: {err}", file=sys.stderr)
         return EXIT_NOTHING

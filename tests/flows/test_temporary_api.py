@@ -90,3 +90,49 @@ def test_a_project_without_an_mlflow_store_is_a_first_run(tmp_path, monkeypatch)
     assert not _first_run(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     assert not _first_run(tmp_path / "elsewhere")  # a tracking server may hold finished versions
+
+
+FLOW_MODULE = """
+import sys
+from prefect import flow
+from prefect.settings import get_current_settings
+
+@flow(name="flow-on-api-check")
+def check():
+    return get_current_settings().api.url
+"""
+
+USE_FLOW = """
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+from flows import temporary_api
+
+with temporary_api.flow_on_api("flow_on_api_check", "check") as check:
+    seen = check()
+    print(json.dumps({"seen": seen, "started": temporary_api.url(), "pid": temporary_api._running[0].proc.pid}))
+"""
+
+
+@pytest.mark.slow
+def test_predict_and_monitor_run_their_flow_on_the_api_they_started(tmp_path):
+    """`mlops predict` and `mlops monitor` use ``flow_on_api``: the flow's module imports while our API starts,
+    the flow runs against that API, and Prefect starts no temporary server of its own."""
+    (tmp_path / "flow_on_api_check.py").write_text(FLOW_MODULE)
+    env = {k: x for k, x in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_UI_URL")}
+    env |= {"PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", USE_FLOW, str(tmp_path)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.splitlines()[-1])
+    assert out["started"] and out["seen"] == out["started"]  # the flow ran against the API flow_on_api started
+    assert "Starting temporary server" not in done.stderr
+    assert not psutil.pid_exists(out["pid"]) or psutil.Process(out["pid"]).status() == psutil.STATUS_ZOMBIE
+
+
+def test_flow_on_api_with_a_server_set_only_imports_the_flow(monkeypatch):
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # a server of the user's: nothing started
+    with temporary_api.flow_on_api("flows.monitoring", "monitor") as monitor:
+        from flows.monitoring import monitor as imported
+
+        assert monitor is imported and temporary_api.url() is None
