@@ -179,6 +179,9 @@ def drift_reference_source(ctx: RunContext, md5: str) -> DriftReference:
         if cached is not None:
             note = f"champion v{champion}'s dataset (md5 {champion_md5}, from the DVC cache)"
             return DriftReference(str(champion_md5), note, cached)
+        if champion_md5:  # the champion's file was replaced and never went through `dvc add`: say so
+            return DriftReference("training split", f"this dataset's training split (champion v{champion}'s dataset, "
+                                  f"md5 {champion_md5}, is not in the DVC cache)")  # fmt: skip
     return DriftReference("training split", "this dataset's training split (no champion dataset to compare against)")
 
 

@@ -10,6 +10,7 @@ array; other columns (``label``, ``sha256``) are ignored. Output: ``ImageModel.p
 """
 
 import mlflow
+import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 from components.images.model_files import load_image_model
@@ -21,7 +22,9 @@ class ImagePyfunc(PythonModel):
         # Idempotent: a loader that already quantized leaves nothing for quantize_at_load to do.
         self._model = quantize_at_load(load_image_model(context.artifacts["model_dir"]))
 
-    def predict(self, context, model_input, params=None):
+    # A DataFrame hint is MLflow's "no type-hint validation": the logged signature checks the input, and
+    # without a hint MLflow warns at every load.
+    def predict(self, context, model_input: pd.DataFrame, params=None):
         out = self._model.predict_frame(model_input)
         if hasattr(model_input, "index"):  # row for row with the caller's frame, as the tabular pyfunc answers
             out.index = model_input.index

@@ -9,6 +9,7 @@ regression ``value``.
 """
 
 import mlflow
+import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 from components.model.files import load_model
@@ -18,7 +19,9 @@ class TabularModel(PythonModel):
     def load_context(self, context):
         self._model = load_model(context.artifacts["model_dir"])
 
-    def predict(self, context, model_input, params=None):
+    # A DataFrame hint is MLflow's "no type-hint validation": the logged signature checks the input, and
+    # without a hint MLflow warns at every load.
+    def predict(self, context, model_input: pd.DataFrame, params=None):
         return self._model.predict_frame(model_input)
 
 

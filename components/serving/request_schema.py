@@ -155,7 +155,8 @@ def _check_value(i: int, name: str, spec: dict[str, Any], value: Any) -> None:
             raise RequestError(f"{where}: expected a string, got {type(value).__name__}", name)
         allowed = spec.get("allowed")
         if allowed is not None and value not in allowed:
-            raise RequestError(f"{where}: {value[:80]!r} is not one of the allowed values", name)
+            shown = ", ".join(map(repr, allowed[:10])) + (f" and {len(allowed) - 10} more" if len(allowed) > 10 else "")
+            raise RequestError(f"{where}: {value[:80]!r} is not one of the allowed values ({shown})", name)
 
 
 def _column(name: str, spec: dict[str, Any], values: list[Any]) -> np.ndarray:

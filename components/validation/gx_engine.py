@@ -117,10 +117,13 @@ def _batch_definition():
     from great_expectations.data_context.types.base import ProgressBarsConfig
     from great_expectations.execution_engine import pandas_execution_engine
 
+    # Its INFO lines are noise here ("Created temporary directory ..."); one of its modules sets its own
+    # logger to INFO when imported, so that one is quieted by name.
+    for name in ("great_expectations", "great_expectations.data_context.types.base"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     context.enable_analytics(False)
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its INFO lines are noise here
     # GX fingerprints every in-memory frame under 1 GB by hashing all of it, twice per validation,
     # which dominates large validations. We never use that batch marker, so skip it.
     pandas_execution_engine.HASH_THRESHOLD = 0

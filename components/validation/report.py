@@ -38,7 +38,19 @@ class RuleResult:
         where = f" on '{self.column}'" if self.column else ""
         shown = [e for e in self.examples[:3] if e is not None]  # a blank's example is only None
         examples = f", e.g. {shown}" if shown else ""
-        return f"{self.rule}{where} (observed {jsonable(self.observed)}{examples})"
+        return f"{self.rule}{where} ({_expected_text(self.expected)}observed {jsonable(self.observed)}{examples})"
+
+
+def _expected_text(expected: Any) -> str:
+    """``expected max=309.1; `` for a message: the bound a failure broke is what a user edits next."""
+    if not isinstance(expected, dict) or not expected:
+        return ""
+    shown = []
+    for key, value in expected.items():
+        if isinstance(value, list) and len(value) > PARTIAL_EXAMPLES:
+            value = [*value[:PARTIAL_EXAMPLES], f"... {len(value) - PARTIAL_EXAMPLES} more"]
+        shown.append(f"{key}={value}")
+    return f"expected {', '.join(shown)}; "
 
 
 @dataclass(frozen=True)

@@ -247,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Libraries' INFO lines that only narrate (MLflow's "Validating input example", store migrations, GX's temp dirs).
+QUIET_LOGGERS = ("alembic", "mlflow.store", "mlflow.pyfunc", "urllib3", "git", "bentoml", "httpx", "great_expectations")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -254,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    for noisy in ("alembic", "mlflow.store", "urllib3", "git", "bentoml", "httpx", "great_expectations"):
+    for noisy in QUIET_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from flows.runtime import prepare_environment
 

@@ -90,3 +90,21 @@ def test_rows_without_a_target_are_left_out_of_the_drift_reference(ctx):
     assert report.success and report.n_quarantined == 12 and len(kept) == 108
     drifts = {r.column: r.success for r in report.results if r.rule == "drift"}
     assert drifts["target"] is True, report.drift["columns"]["target"]
+
+
+def test_a_champion_whose_data_cannot_be_found_is_named_in_the_note(ctx, monkeypatch):
+    """A champion exists, but its dataset is in no DVC cache (the export was overwritten, never `dvc add`ed):
+    the note says which data is missing instead of claiming there is no champion."""
+    from components.release import registry
+
+    monkeypatch.setattr(registry, "alias_version", lambda name, alias: "1")
+    version = type("V", (), {"tags": {"dataset_md5": "ab" * 16}})()
+    monkeypatch.setattr(registry, "client", lambda: type("C", (), {"get_model_version": lambda *a: version})())
+
+    source = steps.drift_reference_source(ctx, "cd" * 16)
+
+    assert source.data == "training split" and source.path is None
+    assert (
+        source.note
+        == f"this dataset's training split (champion v1's dataset, md5 {'ab' * 16}, is not in the DVC cache)"
+    )

@@ -49,7 +49,7 @@ def test_good_records_become_a_typed_frame_in_schema_order():
         ([{**GOOD, "age": 130}], "age", "outside"),
         ([{**GOOD, "age": 3.5}], "age", "integer"),
         ([{**GOOD, "age": None}], "age", "null"),
-        ([{**GOOD, "colour": "green"}], "colour", "allowed"),
+        ([{**GOOD, "colour": "green"}], "colour", r"allowed values \('red', 'blue'\)"),
         ([{**GOOD, "colour": 3}], "colour", "string"),
         (["not a dict"], "records", "object"),
     ],

@@ -210,6 +210,24 @@ def test_good_data_passes_clean(tmp_path):
     assert len(kept) == len(GOOD) and report.drift["drifted"] == []
 
 
+def test_a_failure_names_the_bound_it_broke():
+    """The message a rejected run prints says what the contract expects, so the fix is in the line itself."""
+    frame = _set("age", [3], 130)(GOOD)
+    report, _ = validate_frame(frame, CONTRACT, reference=GOOD)
+    (age,) = [r for r in report.failures() if r.column == "age"]
+    upper = CONTRACT.column("age").max
+    assert "range on 'age' (expected min=" in age.describe() and f"max={upper}; observed 1 of 200" in age.describe()
+    many = replace(
+        CONTRACT,
+        columns=tuple(
+            replace(c, allowed=[f"c{i}" for i in range(12)]) if c.name == "color" else c for c in CONTRACT.columns
+        ),
+    )
+    report, _ = validate_frame(GOOD, many, reference=GOOD)
+    (color,) = [r for r in report.results if not r.success and (r.rule, r.column) == ("allowed", "color")]
+    assert "expected allowed=['c0', 'c1', 'c2', 'c3', 'c4', '... 7 more']" in color.describe()
+
+
 @pytest.mark.parametrize("variant", VARIANTS, ids=[v.id for v in VARIANTS])
 def test_bad_variant_is_caught_by_the_right_rule(variant: Variant, tmp_path):
     if variant.outcome == "read_error":
