@@ -1,6 +1,6 @@
 """A candidate's record in MLflow: one child run of the pipeline run (params, validation metrics, the model as a
 pyfunc), and one grandchild per search trial. The Prefect flow runs it as a named task per candidate, the DVC
-train stage as a plain call; MLflow is imported inside, as in the release steps.
+release stage as a plain call; MLflow is imported inside, as in the release steps.
 """
 
 from __future__ import annotations

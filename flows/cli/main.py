@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Libraries' INFO lines that only narrate (MLflow's "Validating input example", store migrations, GX's temp dirs).
+# Libraries' INFO lines that only narrate (MLflow's "Validating input example", its store's migrations).
 QUIET_LOGGERS = ("alembic", "mlflow.store", "mlflow.pyfunc", "urllib3", "git", "bentoml", "httpx", "great_expectations")
 
 
