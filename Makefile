@@ -17,8 +17,13 @@ run: $(STAMP)  ## ingest the default dataset, version it with DVC, run the train
 	$(BIN)/dvc add --quiet data
 	$(BIN)/mlops run
 
+# Two pytest workers, a test file each at a time (module fixtures stay shared): the end-to-end tests
+# mostly wait on servers they start, so one process left a core idle about half the time.
+TEST_WORKERS ?= 2
+PYTEST_PAR   := -n $(TEST_WORKERS) --dist loadfile --durations=15
+
 test: $(STAMP) chromium  ## the whole suite, slow end-to-end tests included
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_PAR)
 
 # Debian's chromium for the browser test (tests/e2e/test_ui_browser.py), installed when it is missing and
 # we are root or have passwordless sudo. Never fails: without it the browser test skips and says why.
@@ -35,7 +40,7 @@ screenshots: $(STAMP) chromium  ## docs/screenshots/*.png: the MLflow, Prefect a
 	$(BIN)/python -m tests.e2e.ui_pages docs/screenshots
 
 test-fast: $(STAMP)
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest $(PYTEST_PAR) -m "not slow"
 
 serve: $(STAMP)  ## serve the champion's exact bento on 127.0.0.1:3000
 	$(BIN)/mlops serve

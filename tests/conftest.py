@@ -10,6 +10,9 @@ import pytest
 # Before anything imports BentoML or MLflow: a private bento store, no telemetry, a quiet Prefect.
 _SESSION_TMP = Path(tempfile.mkdtemp(prefix="mlops-tests-"))
 os.environ["BENTOML_HOME"] = str(_SESSION_TMP / "bentoml")
+# A Prefect home per session: `make test` runs two pytest workers, and two temporary APIs creating
+# the same new SQLite database at once would race its migrations.
+os.environ["PREFECT_HOME"] = str(_SESSION_TMP / "prefect")
 os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
