@@ -17,6 +17,9 @@ os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# As every driver sets it (flows/runtime.py): once a test has added our loggers to Prefect's, the unit tests
+# after it in the same worker log outside any flow run.
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 ROOT = Path(__file__).resolve().parents[1]

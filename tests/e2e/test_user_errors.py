@@ -59,8 +59,7 @@ class _Kept(logging.Handler):
         (KeyError("mean radius"), True),
     ],
 )
-def test_only_user_errors_lose_their_traceback(error, traceback_kept, monkeypatch):
-    monkeypatch.setenv("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")  # a record outside any run, on purpose
+def test_only_user_errors_lose_their_traceback(error, traceback_kept):
     quiet_completed_task_runs()
     quiet_completed_task_runs()  # idempotent: one filter of each kind
     logger, kept = logging.getLogger("prefect.task_runs"), _Kept()
